@@ -1,0 +1,89 @@
+// Environment configuration. Variable names are part of the public contract (README).
+import { cpus } from 'node:os';
+import { resolve } from 'node:path';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+  ssl: boolean;
+}
+
+export interface GatehouseConfig {
+  databaseUrl: string | null;
+  redisUrl: string | null;
+  /** Prefix for every Redis key and channel, so several clusters (or test runs) can share a Redis. */
+  redisPrefix: string;
+  dataDir: string;
+  adminListen: ListenAddress[];
+  adminToken: string | null;
+  proxyListen: ListenAddress[];
+  sslCert: string | null;
+  sslCertKey: string | null;
+  trustedIps: string[];
+  workers: number;
+  logLevel: string;
+  autoMigrate: boolean;
+  nodeId: string | null;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses Kong's listen syntax: `addr:port [ssl] [other flags], addr:port ...`; IPv6 as `[::1]:8001`. */
+export function parseListen(value: string, variable: string): ListenAddress[] {
+  const entries = value.split(',').map((part) => part.trim()).filter(Boolean);
+  if (entries.length === 0) throw new ConfigError(`${variable}: no address given`);
+  return entries.map((entry) => {
+    const [address, ...flags] = entry.split(/\s+/);
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(address);
+    if (!match) throw new ConfigError(`${variable}: '${entry}' is not of the form addr:port [ssl]`);
+    const port = Number(match[3]);
+    if (port > 65535) throw new ConfigError(`${variable}: port ${port} is out of range`);
+    for (const flag of flags) {
+      if (!['ssl', 'http2', 'reuseport', 'deferred', 'proxy_protocol'].includes(flag)) {
+        throw new ConfigError(`${variable}: unknown flag '${flag}' in '${entry}'`);
+      }
+    }
+    return { host: match[1] ?? match[2], port, ssl: flags.includes('ssl') };
+  });
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function bool(value: string | undefined, fallback: boolean, variable: string): boolean {
+  if (value === undefined || value === '') return fallback;
+  const v = value.toLowerCase();
+  if (['1', 'true', 'on', 'yes'].includes(v)) return true;
+  if (['0', 'false', 'off', 'no'].includes(v)) return false;
+  throw new ConfigError(`${variable}: expected on or off, got '${value}'`);
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatehouseConfig {
+  const workersRaw = env.GATEHOUSE_WORKERS;
+  let workers = cpus().length || 1;
+  if (workersRaw !== undefined && workersRaw !== '') {
+    workers = Number(workersRaw);
+    if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
+      throw new ConfigError(`GATEHOUSE_WORKERS: expected a whole number from 1 to 256, got '${workersRaw}'`);
+    }
+  }
+  return {
+    databaseUrl: env.DATABASE_URL || null,
+    redisUrl: env.REDIS_URL || null,
+    redisPrefix: env.GATEHOUSE_REDIS_PREFIX ?? 'gatehouse:',
+    dataDir: resolve(env.GATEHOUSE_DATA_DIR || './data'),
+    adminListen: parseListen(env.GATEHOUSE_ADMIN_LISTEN || '127.0.0.1:8001', 'GATEHOUSE_ADMIN_LISTEN'),
+    adminToken: env.GATEHOUSE_ADMIN_TOKEN || null,
+    proxyListen: parseListen(env.GATEHOUSE_PROXY_LISTEN || '0.0.0.0:8000, 0.0.0.0:8443 ssl', 'GATEHOUSE_PROXY_LISTEN'),
+    sslCert: env.GATEHOUSE_SSL_CERT || null,
+    sslCertKey: env.GATEHOUSE_SSL_CERT_KEY || null,
+    trustedIps: (env.GATEHOUSE_TRUSTED_IPS || '').split(',').map((s) => s.trim()).filter(Boolean),
+    workers,
+    logLevel: env.GATEHOUSE_LOG_LEVEL || 'info',
+    autoMigrate: bool(env.GATEHOUSE_AUTO_MIGRATE, true, 'GATEHOUSE_AUTO_MIGRATE'),
+    nodeId: env.GATEHOUSE_NODE_ID || null,
+  };
+}

@@ -1,0 +1,115 @@
+// Opens the configuration database: Postgres through @prisma/adapter-pg when DATABASE_URL is
+// set, otherwise an embedded PGlite under <data dir>/pglite through pglite-prisma-adapter.
+// Both expose the same Prisma client plus a raw SQL runner for migrations.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { PrismaPg } from '@prisma/adapter-pg';
+import { PGlite } from '@electric-sql/pglite';
+import { PrismaPGlite } from 'pglite-prisma-adapter';
+import { PrismaClient } from './generated/client.ts';
+
+export { PrismaClient };
+export type { Prisma } from './generated/client.ts';
+
+/** Multi-statement SQL and simple queries, outside Prisma (migrations, advisory locks, probes). */
+export interface SqlRunner {
+  exec(sql: string): Promise<void>;
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  /** Runs `fn` with exclusive use of one connection (for locks and transactions). */
+  withConnection<T>(fn: (conn: Omit<SqlRunner, 'withConnection' | 'close'>) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export interface Database {
+  kind: 'postgres' | 'pglite';
+  /** Where it lives, without credentials, for status output. */
+  location: string;
+  prisma: PrismaClient;
+  sql: SqlRunner;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  databaseUrl: string | null;
+  dataDir: string;
+}
+
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres';
+  }
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.databaseUrl) {
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10, connectionTimeoutMillis: 5000 });
+    // An idle client losing its connection (database restart) must not crash the process.
+    pool.on('error', () => {});
+    const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+    const runner = (client: pg.Pool | pg.PoolClient) => ({
+      async exec(sql: string) {
+        await client.query(sql);
+      },
+      async query<T>(sql: string, params: unknown[] = []) {
+        return (await client.query(sql, params)).rows as T[];
+      },
+    });
+    const sql: SqlRunner = {
+      ...runner(pool),
+      async withConnection(fn) {
+        const client = await pool.connect();
+        try {
+          return await fn(runner(client));
+        } finally {
+          client.release();
+        }
+      },
+      close: () => pool.end(),
+    };
+    return {
+      kind: 'postgres',
+      location: redactUrl(options.databaseUrl),
+      prisma,
+      sql,
+      async close() {
+        await prisma.$disconnect();
+        await pool.end().catch(() => {});
+      },
+    };
+  }
+
+  const dir = join(options.dataDir, 'pglite');
+  mkdirSync(dir, { recursive: true });
+  const lite = new PGlite(dir);
+  await lite.waitReady;
+  const prisma = new PrismaClient({ adapter: new PrismaPGlite(lite) });
+  const runner = {
+    async exec(sql: string) {
+      await lite.exec(sql);
+    },
+    async query<T>(sql: string, params: unknown[] = []) {
+      return (await lite.query<T>(sql, params)).rows;
+    },
+  };
+  const sql: SqlRunner = {
+    ...runner,
+    // PGlite has a single connection; its own queue serialises callers.
+    withConnection: (fn) => fn(runner),
+    close: () => lite.close(),
+  };
+  return {
+    kind: 'pglite',
+    location: dir,
+    prisma,
+    sql,
+    async close() {
+      await prisma.$disconnect();
+      if (!lite.closed) await lite.close();
+    },
+  };
+}

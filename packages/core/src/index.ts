@@ -1,0 +1,10 @@
+export * from './config.ts';
+export * from './logger.ts';
+export * from './crypto.ts';
+export * from './entities.ts';
+export * from './snapshot.ts';
+export * from './kong-errors.ts';
+export * from './plugin-sdk.ts';
+export * from './store/index.ts';
+export { openDatabase, type Database, type SqlRunner, PrismaClient } from './db/client.ts';
+export * from './db/migrations.ts';

@@ -1,0 +1,111 @@
+// Kong's admin API error bodies (kong/db/errors.lua), shared by the control plane and by
+// plugins validating their own config and entities.
+import type { z } from 'zod';
+
+/** Mirrors the input's shape: a message per bad field, nested for records, arrays by index. */
+export type FieldErrors = { [field: string]: string | string[] | (string | null)[] | FieldErrors };
+
+export class KongError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: Record<string, unknown>,
+  ) {
+    super(String(body.message ?? 'error'));
+    this.name = 'KongError';
+  }
+}
+
+function flatten(fields: FieldErrors, prefix = ''): [string, string][] {
+  const out: [string, string][] = [];
+  for (const key of Object.keys(fields).sort()) {
+    const value = fields[key];
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (typeof value === 'string') out.push([path, value]);
+    else if (Array.isArray(value)) {
+      value.forEach((v, i) => {
+        if (typeof v === 'string') out.push([value.length === 1 && i === 0 ? path : `${path}.${i + 1}`, v]);
+      });
+    } else if (value) out.push(...flatten(value, path));
+  }
+  return out;
+}
+
+/** 400 schema violation: `schema violation (a: err)` or `N schema violations (a: err; b: err)`. */
+export function schemaViolation(fields: FieldErrors): KongError {
+  const entity = fields['@entity'];
+  const rest = { ...fields };
+  delete rest['@entity'];
+  const parts: string[] = [];
+  if (Array.isArray(entity)) for (const e of entity) if (e) parts.push(e);
+  else if (typeof entity === 'string') parts.push(entity);
+  for (const [path, msg] of flatten(rest)) parts.push(`${path}: ${msg}`);
+  const message =
+    parts.length === 1 ? `schema violation (${parts[0]})` : `${parts.length} schema violations (${parts.join('; ')})`;
+  return new KongError(400, { code: 2, name: 'schema violation', message, fields });
+}
+
+const typeName: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'a boolean',
+  array: 'an array',
+  object: 'a record',
+};
+
+function setAt(target: FieldErrors, path: PropertyKey[], message: string) {
+  let node: any = target;
+  for (let i = 0; i < path.length - 1; i++) {
+    const key = path[i];
+    const nextIsIndex = typeof path[i + 1] === 'number';
+    if (typeof key === 'number') {
+      node[key] ??= nextIsIndex ? [] : {};
+      node = node[key];
+    } else {
+      if (typeof node[key] !== 'object' || node[key] === null) node[key] = nextIsIndex ? [] : {};
+      node = node[key];
+    }
+  }
+  const last = path[path.length - 1];
+  if (typeof last === 'number' && Array.isArray(node)) {
+    for (let i = 0; i < last; i++) if (node[i] === undefined) node[i] = null;
+  }
+  if (node[last as any] === undefined) node[last as any] = message;
+}
+
+/**
+ * Maps zod issues to Kong's field messages ("required field missing", "unknown field",
+ * "expected a string", "expected one of: a, b"). A refinement's own message is kept, and
+ * a refinement with path [] (or ['@entity']) becomes an entity-level error.
+ */
+export function zodToFieldErrors(error: z.ZodError, input?: unknown): FieldErrors {
+  const fields: FieldErrors = {};
+  for (const issue of error.issues) {
+    const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
+    let message = issue.message;
+    switch (issue.code) {
+      case 'invalid_type': {
+        const received = path.reduce<any>((v, k) => (v == null ? undefined : v[k]), input);
+        if (received === undefined || received === null) message = 'required field missing';
+        else message = `expected ${typeName[issue.expected] ?? issue.expected}`;
+        break;
+      }
+      case 'unrecognized_keys':
+        for (const key of issue.keys) setAt(fields, [...path, key], 'unknown field');
+        continue;
+      case 'invalid_value':
+        if ('values' in issue && Array.isArray(issue.values)) message = `expected one of: ${issue.values.join(', ')}`;
+        break;
+      default:
+        break;
+    }
+    if (path.length === 0 || path[0] === '@entity') {
+      const list = (fields['@entity'] as string[] | undefined) ?? [];
+      list.push(message);
+      fields['@entity'] = list;
+    } else setAt(fields, path, message);
+  }
+  return fields;
+}
+
+export const notFound = () => new KongError(404, { message: 'Not found' });

@@ -1,0 +1,24 @@
+// Structured JSON logs through winston. Secrets never reach a log line: fields whose names
+// suggest a secret are masked before formatting, whatever the caller passes.
+import winston from 'winston';
+
+const SECRET_FIELD = /(token|secret|password|authorization|provision_key|code_verifier|^code$|cookie)/i;
+
+const redact = winston.format((info) => {
+  for (const key of Object.keys(info)) {
+    if (SECRET_FIELD.test(key) && typeof info[key] === 'string') info[key] = '[redacted]';
+  }
+  return info;
+});
+
+export type Logger = winston.Logger;
+
+export function createLogger(options: { level?: string; role: string; silent?: boolean }): Logger {
+  return winston.createLogger({
+    level: options.level ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info',
+    silent: options.silent,
+    defaultMeta: { role: options.role, pid: process.pid },
+    format: winston.format.combine(redact(), winston.format.timestamp(), winston.format.json()),
+    transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn'] })],
+  });
+}

@@ -37,3 +37,24 @@ export const SNAPSHOT_KEYS = {
 export function hashContent(content: SnapshotContent): string {
   return createHash('sha256').update(JSON.stringify(content)).digest('hex');
 }
+
+/**
+ * What each data plane writes every few seconds into the hash SNAPSHOT_KEYS.dataPlanes (field =
+ * its id); the control plane lists them at GET /clustering/data-planes, as Kong's hybrid mode.
+ */
+export interface DataPlaneHeartbeat {
+  id: string;
+  hostname: string;
+  ip: string | null;
+  /** Gatehouse version of the data plane. */
+  version: string;
+  config_version: number | null;
+  config_hash: string | null;
+  /** Seconds since the epoch. */
+  last_seen: number;
+  workers: number;
+}
+
+/** Data planes beat every HEARTBEAT_INTERVAL_MS; the control plane forgets one silent for DATA_PLANE_TTL_S. */
+export const HEARTBEAT_INTERVAL_MS = 2000;
+export const DATA_PLANE_TTL_S = 1209600;

@@ -64,3 +64,16 @@ export async function openTestDatabase(): Promise<{ db: Database; testDb: TestDa
     },
   };
 }
+
+/** A TCP port free on 127.0.0.1 right now (for tests that start separate processes). */
+export async function getFreePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}

@@ -81,9 +81,9 @@ export async function migrationStatus(sql: SqlRunner, dir = MIGRATIONS_DIR): Pro
 export async function migrateUp(sql: SqlRunner, dir = MIGRATIONS_DIR): Promise<string[]> {
   const files = readMigrations(dir);
   return sql.withConnection(async (conn) => {
-    await conn.exec(CREATE_TABLE);
     await conn.query('SELECT pg_advisory_lock($1)', [ADVISORY_LOCK_KEY]);
     try {
+      await conn.exec(CREATE_TABLE);
       const rows = await appliedRows(conn);
       const failed = rows.find((r) => !r.finished_at);
       if (failed) {

@@ -1,6 +1,6 @@
-// SharedStore on Redis (ioredis). Three connections: commands (fail fast while Redis is down,
-// so a data plane answers from its caches instead of queueing), a subscriber, and one for
-// blocking stream reads.
+// SharedStore on Redis (ioredis). Three connections: commands (fail fast while Redis is down:
+// a queued command fails after one reconnect attempt or commandTimeout, so a data plane answers
+// from its caches instead of hanging), a subscriber, and one for blocking stream reads.
 import { Redis, type RedisOptions } from 'ioredis';
 import type { SetOptions, SharedStore, StreamEntry } from './types.ts';
 
@@ -29,7 +29,7 @@ export class RedisStore implements SharedStore {
 
   constructor(private readonly options: RedisStoreOptions) {
     this.prefix = options.prefix;
-    this.cmd = this.connect({ maxRetriesPerRequest: 1, commandTimeout: 2000, enableOfflineQueue: false });
+    this.cmd = this.connect({ maxRetriesPerRequest: 1, commandTimeout: 2000 });
   }
 
   private connect(extra: RedisOptions): Redis {
@@ -163,7 +163,7 @@ export class RedisStore implements SharedStore {
     }
   }
   async xreadgroup(stream: string, group: string, consumer: string, count: number, blockMs: number) {
-    this.blocking ??= this.connect({ maxRetriesPerRequest: 1, enableOfflineQueue: false });
+    this.blocking ??= this.connect({ maxRetriesPerRequest: 1 });
     const res = (await this.blocking.xreadgroup(
       'GROUP', group, consumer, 'COUNT', count, 'BLOCK', blockMs, 'STREAMS', this.k(stream), '>',
     )) as [string, [string, string[]][]][] | null;

@@ -36,8 +36,9 @@ export function schemaViolation(fields: FieldErrors): KongError {
   const rest = { ...fields };
   delete rest['@entity'];
   const parts: string[] = [];
-  if (Array.isArray(entity)) for (const e of entity) if (e) parts.push(e);
-  else if (typeof entity === 'string') parts.push(entity);
+  if (Array.isArray(entity)) {
+    for (const e of entity) if (e) parts.push(e);
+  } else if (typeof entity === 'string') parts.push(entity);
   for (const [path, msg] of flatten(rest)) parts.push(`${path}: ${msg}`);
   const message =
     parts.length === 1 ? `schema violation (${parts[0]})` : `${parts.length} schema violations (${parts.join('; ')})`;
@@ -51,6 +52,9 @@ const typeName: Record<string, string> = {
   boolean: 'a boolean',
   array: 'an array',
   object: 'a record',
+  record: 'a map',
+  map: 'a map',
+  set: 'a set',
 };
 
 function setAt(target: FieldErrors, path: PropertyKey[], message: string) {
@@ -96,6 +100,24 @@ export function zodToFieldErrors(error: z.ZodError, input?: unknown): FieldError
       case 'invalid_value':
         if ('values' in issue && Array.isArray(issue.values)) message = `expected one of: ${issue.values.join(', ')}`;
         break;
+      case 'too_small':
+      case 'too_big': {
+        // zod's default texts ("Too small: expected ...") become Kong's; custom messages stay.
+        if (!/^Too (small|big)/.test(message)) break;
+        const bound = Number(issue.code === 'too_small' ? issue.minimum : issue.maximum);
+        if (issue.origin === 'string' || issue.origin === 'array' || issue.origin === 'set') {
+          message = issue.code === 'too_small' ? `length must be at least ${bound}` : `length must be at most ${bound}`;
+        } else {
+          message = issue.code === 'too_small' ? `value must be at least ${bound}` : `value must be at most ${bound}`;
+        }
+        break;
+      }
+      case 'invalid_format':
+        if (/^Invalid string/.test(message)) {
+          const received = path.reduce<any>((v, k) => (v == null ? undefined : v[k]), input);
+          message = `invalid value: ${String(received)}`;
+        }
+        break;
       default:
         break;
     }
@@ -104,6 +126,27 @@ export function zodToFieldErrors(error: z.ZodError, input?: unknown): FieldError
       list.push(message);
       fields['@entity'] = list;
     } else setAt(fields, path, message);
+  }
+  return collapseRecordErrors(fields);
+}
+
+/**
+ * A record-level rule of a nested record, reported by the schema at `[..., 'config', '@config']`,
+ * is Kong's `fields.config = "<message>"`. Kong only runs record-level rules once the record's
+ * fields are valid, so when the record also has field errors those win.
+ */
+function collapseRecordErrors(fields: FieldErrors, depth = 0): FieldErrors {
+  if (depth > 32) return fields;
+  for (const key of Object.keys(fields)) {
+    const value = fields[key];
+    if (!value || typeof value !== 'object' || Array.isArray(value)) continue;
+    const own = value[`@${key}`];
+    if (typeof own === 'string') {
+      const others = Object.keys(value).filter((k) => k !== `@${key}`);
+      if (others.length === 0) fields[key] = own;
+      else delete value[`@${key}`];
+    }
+    if (typeof fields[key] === 'object') collapseRecordErrors(fields[key] as FieldErrors, depth + 1);
   }
   return fields;
 }

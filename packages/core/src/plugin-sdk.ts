@@ -129,7 +129,12 @@ export interface EntityDefinition {
    * unknown fields fail. Used for POST and PUT (full input) and PATCH (merged input).
    */
   schema: z.ZodType<Row>;
-  /** Foreign keys: `{consumer: {id}}` on the wire, `consumerId` in Prisma. */
+  /**
+   * Foreign keys: `{consumer: {id}}` on the wire, `consumerId` in Prisma. On input the engine
+   * accepts `{id}` or `{<endpoint key of the parent>}` (or the parent from a nested URL), checks
+   * the parent exists, and hands `check`/`toRow` the validated input with both
+   * `input.consumer = {id}` (or null) and `input.consumerId` set.
+   */
   foreignKeys: {
     field: string;
     entity: 'services' | 'routes' | 'consumers' | string;
@@ -137,6 +142,12 @@ export interface EntityDefinition {
     required: boolean;
     /** Also mount under the parent: /consumers/{c}/oauth2. */
     nested?: boolean;
+    /**
+     * What deleting the parent does (must agree with the migration's ON DELETE): 'cascade'
+     * (default) deletes this entity with it; 'restrict' refuses with Kong's 400 code 4
+     * `an existing '<name>' entity references this '<parent>' entity`.
+     */
+    onDelete?: 'cascade' | 'restrict';
   }[];
   /** Fields with a unique constraint, for Kong's 409 message. */
   uniqueFields?: string[];
@@ -144,9 +155,9 @@ export interface EntityDefinition {
   /** False for data that is not config (tokens): writes do not bump the config version. */
   isConfig: boolean;
   /** Entity-level checks after validation (`@entity` errors), with the stored row on updates. */
-  check?(input: Row, existing: Row | null): FieldErrors | null;
+  check?(input: Row, existing: Row | null, context?: WriteContext): FieldErrors | null;
   /** Validated input (+ foreign key columns) → Prisma data: generate ids/secrets, hash. */
-  toRow(input: Row, existing: Row | null): Promise<Row> | Row;
+  toRow(input: Row, existing: Row | null, context?: WriteContext): Promise<Row> | Row;
   /** Prisma row → admin API JSON, every field present (null when unset). */
   toEntity(row: Row): Row;
   /**
@@ -156,6 +167,33 @@ export interface EntityDefinition {
   toWriteResponse?(row: Row, input: Row): Row;
   /** After the transaction committed (e.g. push a token to the data planes, revoke). */
   afterCommit?(op: 'create' | 'update' | 'delete', before: Row | null, after: Row | null): Promise<void>;
+
+  // Optional hooks (added for the core entities; plugin entities rarely need them).
+
+  /**
+   * Rewrites the request body before anything else (shorthands such as a service's `url`).
+   * May throw a KongError (e.g. schemaViolation).
+   */
+  prepare?(body: Row, existing: Row | null): Row;
+  /** A schema chosen from the input (e.g. a plugin's config schema by `name`); default `schema`. */
+  schemaFor?(input: Row, existing: Row | null): z.ZodType<Row>;
+  /** Nested records merged key by key on PATCH (Kong merges `record` fields, e.g. `config`). */
+  mergeRecords?: string[];
+  /**
+   * Uniqueness rules beyond `uniqueFields` (e.g. one plugin per name/route/service/consumer):
+   * a Prisma `where` to look for another row, and the Kong `fields` to report on a 409.
+   */
+  uniqueChecks?(row: Row, input: Row): { where: Row; fields: Row }[];
+  /** Extra collection filters from the query string (e.g. consumers' `?custom_id=`); may throw a KongError. */
+  listFilter?(query: URLSearchParams): Row | null;
+}
+
+/** What the engine passes to `check` and `toRow` besides the validated input. */
+export interface WriteContext {
+  /** create: POST, or PUT of a missing entity; replace: PUT of an existing one; update: PATCH. */
+  op: 'create' | 'replace' | 'update';
+  /** The request body as received (after `prepare`), before merging and defaults. */
+  body: Row;
 }
 
 export interface ControlPlanePart {

@@ -1,0 +1,503 @@
+// Kong's core entities (kong/db/schema/entities/{services,routes,consumers,plugins}.lua) as
+// EntityDefinitions for the generic engine: same fields, defaults, checks and messages.
+import { z } from 'zod';
+import { KongError, schemaViolation, type EntityDefinition, type PluginDefinition, type Row } from '@gatehouse/core';
+
+const nullIfEmpty = <T>(list: T[] | null | undefined): T[] | null => (list && list.length ? list : null);
+const emptyIfNull = <T>(list: T[] | null | undefined): T[] => list ?? [];
+
+export const ALL_PROTOCOLS = ['grpc', 'grpcs', 'http', 'https', 'tcp', 'tls', 'tls_passthrough', 'udp'] as const;
+const PLUGIN_PROTOCOLS = ['grpc', 'grpcs', 'http', 'https'];
+
+// ----------------------------------------------------------------- typedefs
+
+const NAME_RE = /^[\p{L}\p{N}._~-]+$/u;
+const utf8Name = z
+  .string()
+  .min(1)
+  .max(255)
+  .superRefine((v, ctx) => {
+    if (!NAME_RE.test(v)) {
+      ctx.addIssue({ code: 'custom', message: `invalid value '${v.slice(0, 100)}': it must only contain alphanumeric and '., -, _, ~' characters` });
+    }
+  });
+
+const TAG_RE = /^[\x21-\x2b\x2d\x2e\x30-\x7e\u0080-\u{10ffff}]+$/u;
+const tags = z
+  .array(
+    z
+      .string()
+      .min(1)
+      .max(255)
+      .refine((t) => TAG_RE.test(t), { message: 'invalid tag: expected printable ascii (except `,` and `/`) or valid utf-8 sequences' }),
+  )
+  .max(1000)
+  .nullable()
+  .default(null);
+
+const HOST_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62})?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})?)*\.?$/;
+const IPV4_RE = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/;
+const IPV6_RE = /^\[?[0-9A-Fa-f:.]+\]?$/;
+const isHost = (v: string) => v.length <= 253 && (IPV4_RE.test(v) || (v.includes(':') && IPV6_RE.test(v)) || HOST_RE.test(v));
+const host = z
+  .string()
+  .min(1)
+  .superRefine((v, ctx) => {
+    if (!isHost(v)) ctx.addIssue({ code: 'custom', message: `invalid value: ${v.slice(0, 100)}` });
+  });
+
+const between = (min: number, max: number) =>
+  z.number().int().min(min, `value should be between ${min} and ${max}`).max(max, `value should be between ${min} and ${max}`);
+
+const path = z
+  .string()
+  .min(1)
+  .max(4096)
+  .superRefine((v, ctx) => {
+    if (!v.startsWith('/')) ctx.addIssue({ code: 'custom', message: 'should start with: /' });
+    else if (v.includes('//')) ctx.addIssue({ code: 'custom', message: 'must not have empty segments' });
+    else if (/[\s?#]/.test(v)) ctx.addIssue({ code: 'custom', message: `invalid path: '${v.slice(0, 100)}' (characters outside the path alphabet)` });
+  });
+
+const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'expected a valid UUID');
+
+const timestamps = (row: Row) => ({ created_at: row.createdAt as number, updated_at: row.updatedAt as number });
+
+// ----------------------------------------------------------------- services
+
+const serviceSchema = z
+  .strictObject({
+    name: utf8Name.nullable().default(null),
+    protocol: z.enum(ALL_PROTOCOLS).default('http'),
+    host,
+    port: between(0, 65535).default(80),
+    path: path.nullable().default(null),
+    retries: between(0, 32767).default(5),
+    connect_timeout: between(1, 2147483646).default(60000),
+    write_timeout: between(1, 2147483646).default(60000),
+    read_timeout: between(1, 2147483646).default(60000),
+    tags,
+    client_certificate: z.strictObject({ id: uuid }).nullable().default(null),
+    tls_verify: z.boolean().nullable().default(null),
+    tls_verify_depth: between(0, 64).nullable().default(null),
+    ca_certificates: z.array(uuid).nullable().default(null),
+    enabled: z.boolean().default(true),
+  })
+  .superRefine((s, ctx) => {
+    if (s.path !== null && ['tcp', 'tls', 'udp', 'grpc', 'grpcs', 'tls_passthrough'].includes(s.protocol)) {
+      ctx.addIssue({ code: 'custom', path: ['path'], message: 'value must be null' });
+    }
+    if (!['https', 'tls'].includes(s.protocol)) {
+      for (const f of ['client_certificate', 'tls_verify', 'tls_verify_depth', 'ca_certificates'] as const) {
+        if (s[f] !== null) ctx.addIssue({ code: 'custom', path: [f], message: 'value must be null' });
+      }
+    }
+  });
+
+/** Kong's `url` shorthand: protocol, host, port and path from one URL; never stored. */
+export function expandServiceUrl(body: Row): Row {
+  if (!('url' in body)) return body;
+  const { url, ...rest } = body;
+  const fail = (msg: string) => schemaViolation({ url: msg });
+  if (url === null) return rest;
+  if (typeof url !== 'string') throw fail('expected a string');
+  const text = url.trim();
+  if (!text) throw fail('length must be at least 1');
+  const hasScheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text);
+  let parsed: URL;
+  try {
+    parsed = new URL(hasScheme ? text : `http://${text}`);
+  } catch {
+    throw fail(`missing host in url`);
+  }
+  if (!parsed.hostname) throw fail('missing host in url');
+  let protocol = parsed.protocol.slice(0, -1).toLowerCase();
+  const explicitPort = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:[^@/?#]*@)?(?:\[[^\]]*\]|[^:/?#]*):(\d+)/.exec(hasScheme ? text : `http://${text}`)?.[1];
+  if (!hasScheme) protocol = explicitPort === '443' ? 'https' : 'http';
+  const port = explicitPort !== undefined ? Number(explicitPort) : protocol === 'https' || protocol === 'grpcs' ? 443 : 80;
+  const rawPath = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/.exec(hasScheme ? text : `http://${text}`)?.[1];
+  return {
+    ...rest,
+    protocol,
+    host: parsed.hostname.replace(/^\[|\]$/g, ''),
+    port,
+    path: rawPath ? rawPath : null,
+  };
+}
+
+export const servicesEntity: EntityDefinition = {
+  name: 'services',
+  path: 'services',
+  model: 'service',
+  endpointKey: 'name',
+  schema: serviceSchema,
+  foreignKeys: [],
+  uniqueFields: ['name'],
+  hasUpdatedAt: true,
+  isConfig: true,
+  prepare: expandServiceUrl,
+  toRow: (v) => ({
+    name: v.name,
+    protocol: v.protocol,
+    host: v.host,
+    port: v.port,
+    path: v.path,
+    retries: v.retries,
+    connectTimeout: v.connect_timeout,
+    writeTimeout: v.write_timeout,
+    readTimeout: v.read_timeout,
+    tags: emptyIfNull(v.tags),
+    clientCertificate: v.client_certificate?.id ?? null,
+    tlsVerify: v.tls_verify,
+    tlsVerifyDepth: v.tls_verify_depth,
+    caCertificates: emptyIfNull(v.ca_certificates),
+    enabled: v.enabled,
+  }),
+  toEntity: (r) => ({
+    id: r.id,
+    name: r.name,
+    protocol: r.protocol,
+    host: r.host,
+    port: r.port,
+    path: r.path,
+    retries: r.retries,
+    connect_timeout: r.connectTimeout,
+    write_timeout: r.writeTimeout,
+    read_timeout: r.readTimeout,
+    tags: nullIfEmpty(r.tags),
+    client_certificate: r.clientCertificate ? { id: r.clientCertificate } : null,
+    tls_verify: r.tlsVerify,
+    tls_verify_depth: r.tlsVerifyDepth,
+    ca_certificates: nullIfEmpty(r.caCertificates),
+    enabled: r.enabled,
+    ...timestamps(r),
+  }),
+};
+
+// ----------------------------------------------------------------- routes
+
+const HTTP = ['http', 'https'];
+const STREAM = ['tcp', 'tls', 'udp'];
+const GRPC = ['grpc', 'grpcs'];
+const PROTOCOL_GROUPS = [HTTP, STREAM, ['tls_passthrough'], GRPC];
+
+const routePath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .superRefine((v, ctx) => {
+    if (v.startsWith('~')) {
+      if (!v.startsWith('~/')) ctx.addIssue({ code: 'custom', message: 'should start with: / (fixed path) or ~/ (regex path)' });
+      else {
+        try {
+          new RegExp(v.slice(1));
+        } catch {
+          ctx.addIssue({ code: 'custom', message: `invalid regex: '${v.slice(1, 100)}'` });
+        }
+      }
+    } else if (!v.startsWith('/')) ctx.addIssue({ code: 'custom', message: 'should start with: / (fixed path) or ~/ (regex path)' });
+    else if (v.includes('//')) ctx.addIssue({ code: 'custom', message: 'must not have empty segments' });
+  });
+
+const routeHost = z
+  .string()
+  .min(1)
+  .superRefine((v, ctx) => {
+    const m = /^(.*?)(?::(\d{1,5}))?$/.exec(v)!;
+    const name = m[1];
+    const wildcards = (name.match(/\*/g) ?? []).length;
+    const port = m[2] === undefined ? null : Number(m[2]);
+    if (port !== null && port > 65535) ctx.addIssue({ code: 'custom', message: `invalid port number` });
+    else if (wildcards > 1) ctx.addIssue({ code: 'custom', message: 'only one wildcard must be specified' });
+    else if (wildcards === 1 && !name.startsWith('*.') && !name.endsWith('.*')) {
+      ctx.addIssue({ code: 'custom', message: 'wildcard must be leftmost or rightmost character' });
+    } else if (!isHost(name.replace(/^\*\./, 'x.').replace(/\.\*$/, '.x'))) {
+      ctx.addIssue({ code: 'custom', message: `invalid hostname: ${v.slice(0, 100)}` });
+    }
+  });
+
+const endpoint = z
+  .strictObject({ ip: z.string().min(1).max(64).optional(), port: between(0, 65535).optional() })
+  .refine((e) => e.ip !== undefined || e.port !== undefined, { message: 'at least one of these fields must be non-empty: ip, port' });
+
+const dedupe = <T>(list: T[] | null) => (list ? [...new Set(list)] : list);
+
+const routeSchema = z
+  .strictObject({
+    name: utf8Name.nullable().default(null),
+    protocols: z.array(z.enum(ALL_PROTOCOLS)).min(1).default(['http', 'https']).transform((l) => dedupe(l)!),
+    methods: z
+      .array(z.string().regex(/^[A-Z]+$/))
+      .nullable()
+      .default(null)
+      .transform(dedupe),
+    hosts: z.array(routeHost).nullable().default(null),
+    paths: z.array(routePath).nullable().default(null),
+    headers: z
+      .record(z.string().min(1).max(256), z.array(z.string().max(4096)).min(1))
+      .nullable()
+      .default(null)
+      .superRefine((h, ctx) => {
+        if (h && Object.keys(h).some((k) => k.toLowerCase() === 'host')) {
+          ctx.addIssue({ code: 'custom', message: "cannot contain 'host' header" });
+        }
+      }),
+    snis: z.array(z.string().min(1).max(253)).nullable().default(null).transform(dedupe),
+    sources: z.array(endpoint).nullable().default(null),
+    destinations: z.array(endpoint).nullable().default(null),
+    https_redirect_status_code: z
+      .number()
+      .int()
+      .refine((v) => [426, 301, 302, 307, 308].includes(v), { message: 'expected one of: 426, 301, 302, 307, 308' })
+      .default(426),
+    regex_priority: z.number().int().min(-2147483648).max(2147483647).default(0),
+    strip_path: z.boolean().default(true),
+    preserve_host: z.boolean().default(false),
+    request_buffering: z.boolean().default(true),
+    response_buffering: z.boolean().default(true),
+    path_handling: z.enum(['v0', 'v1']).default('v0'),
+    tags,
+  })
+  .superRefine((r, ctx) => {
+    const protocols = r.protocols;
+    const groups = PROTOCOL_GROUPS.filter((g) => protocols.some((p) => g.includes(p)));
+    if (groups.length > 1) {
+      ctx.addIssue({ code: 'custom', path: ['protocols'], message: `these sets are mutually exclusive: ${groups.map((g) => `('${g.join("', '")}')`).join(', ')}` });
+      return;
+    }
+    const has = (f: 'methods' | 'hosts' | 'headers' | 'paths' | 'snis' | 'sources' | 'destinations') => {
+      const v = r[f];
+      return v !== null && (Array.isArray(v) ? v.length > 0 : Object.keys(v).length > 0);
+    };
+    const onlyFor = (f: 'methods' | 'hosts' | 'headers' | 'paths' | 'snis' | 'sources' | 'destinations', allowed: string[], text: string) => {
+      if (has(f) && !protocols.some((p) => allowed.includes(p))) {
+        ctx.addIssue({ code: 'custom', path: [f], message: `'${f}' can only be set when 'protocols' is ${text}` });
+      }
+    };
+    onlyFor('snis', ['https', 'grpcs', 'tls', 'tls_passthrough'], "'grpcs', 'https', 'tls' or 'tls_passthrough'");
+    onlyFor('sources', STREAM, "'tcp', 'tls' or 'udp'");
+    onlyFor('destinations', STREAM, "'tcp', 'tls' or 'udp'");
+    onlyFor('methods', HTTP, "'http' or 'https'");
+    onlyFor('paths', [...HTTP, ...GRPC], "'grpc', 'grpcs', 'http' or 'https'");
+    onlyFor('hosts', [...HTTP, ...GRPC], "'grpc', 'grpcs', 'http' or 'https'");
+    onlyFor('headers', [...HTTP, ...GRPC], "'grpc', 'grpcs', 'http' or 'https'");
+    if (groups[0] === HTTP) {
+      const https = protocols.includes('https');
+      const ok = has('methods') || has('hosts') || has('headers') || has('paths') || (https && has('snis'));
+      if (!ok) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [],
+          message: https
+            ? "must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https'"
+            : "must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is 'http'",
+        });
+      }
+    } else if (groups[0] === GRPC) {
+      if (r.strip_path) ctx.addIssue({ code: 'custom', path: ['strip_path'], message: 'value must be false' });
+      const grpcs = protocols.includes('grpcs');
+      if (!(has('hosts') || has('headers') || has('paths') || (grpcs && has('snis')))) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [],
+          message: grpcs
+            ? "must set one of 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'grpcs'"
+            : "must set one of 'hosts', 'headers', 'paths' when 'protocols' is 'grpc'",
+        });
+      }
+    } else if (groups[0] === STREAM) {
+      if (!(has('sources') || has('destinations') || has('snis'))) {
+        ctx.addIssue({ code: 'custom', path: [], message: "must set one of 'sources', 'destinations', 'snis' when 'protocols' is 'tcp', 'tls' or 'udp'" });
+      }
+    } else if (!has('snis')) {
+      ctx.addIssue({ code: 'custom', path: [], message: "must set snis when 'protocols' is 'tls_passthrough'" });
+    }
+  });
+
+export const routesEntity: EntityDefinition = {
+  name: 'routes',
+  path: 'routes',
+  model: 'route',
+  endpointKey: 'name',
+  schema: routeSchema,
+  foreignKeys: [{ field: 'service', entity: 'services', column: 'serviceId', required: false, nested: true, onDelete: 'restrict' }],
+  uniqueFields: ['name'],
+  hasUpdatedAt: true,
+  isConfig: true,
+  toRow: (v) => ({
+    name: v.name,
+    protocols: v.protocols,
+    methods: emptyIfNull(v.methods),
+    hosts: emptyIfNull(v.hosts),
+    paths: emptyIfNull(v.paths),
+    headers: v.headers && Object.keys(v.headers).length ? v.headers : null,
+    snis: emptyIfNull(v.snis),
+    sources: v.sources?.length ? v.sources : null,
+    destinations: v.destinations?.length ? v.destinations : null,
+    httpsRedirectStatusCode: v.https_redirect_status_code,
+    regexPriority: v.regex_priority,
+    stripPath: v.strip_path,
+    preserveHost: v.preserve_host,
+    requestBuffering: v.request_buffering,
+    responseBuffering: v.response_buffering,
+    pathHandling: v.path_handling,
+    tags: emptyIfNull(v.tags),
+    serviceId: v.serviceId,
+  }),
+  toEntity: (r) => ({
+    id: r.id,
+    name: r.name,
+    protocols: r.protocols,
+    methods: nullIfEmpty(r.methods),
+    hosts: nullIfEmpty(r.hosts),
+    paths: nullIfEmpty(r.paths),
+    headers: r.headers ?? null,
+    snis: nullIfEmpty(r.snis),
+    sources: r.sources ?? null,
+    destinations: r.destinations ?? null,
+    https_redirect_status_code: r.httpsRedirectStatusCode,
+    regex_priority: r.regexPriority,
+    strip_path: r.stripPath,
+    preserve_host: r.preserveHost,
+    request_buffering: r.requestBuffering,
+    response_buffering: r.responseBuffering,
+    path_handling: r.pathHandling,
+    tags: nullIfEmpty(r.tags),
+    service: r.serviceId ? { id: r.serviceId } : null,
+    ...timestamps(r),
+  }),
+};
+
+// ----------------------------------------------------------------- consumers
+
+const consumerSchema = z
+  .strictObject({
+    username: z.string().min(1).max(255).nullable().default(null),
+    custom_id: z.string().min(1).max(255).nullable().default(null),
+    tags,
+  })
+  .superRefine((c, ctx) => {
+    if (c.username === null && c.custom_id === null) {
+      ctx.addIssue({ code: 'custom', path: [], message: "at least one of these fields must be non-empty: 'custom_id', 'username'" });
+    }
+  });
+
+export const consumersEntity: EntityDefinition = {
+  name: 'consumers',
+  path: 'consumers',
+  model: 'consumer',
+  endpointKey: 'username',
+  schema: consumerSchema,
+  foreignKeys: [],
+  uniqueFields: ['username', 'custom_id'],
+  hasUpdatedAt: true,
+  isConfig: true,
+  listFilter(query) {
+    const customId = query.get('custom_id');
+    if (customId === null) return null;
+    if (customId === '') throw new KongError(400, { message: 'custom_id must be an unempty string' });
+    return { customId };
+  },
+  toRow: (v) => ({ username: v.username, customId: v.custom_id, tags: emptyIfNull(v.tags) }),
+  toEntity: (r) => ({
+    id: r.id,
+    username: r.username,
+    custom_id: r.customId,
+    tags: nullIfEmpty(r.tags),
+    ...timestamps(r),
+  }),
+};
+
+// ----------------------------------------------------------------- plugins
+
+const pluginBase = {
+  instance_name: utf8Name.nullable().default(null),
+  enabled: z.boolean().default(true),
+  tags,
+};
+
+export function pluginsEntity(getPlugin: (name: string) => PluginDefinition | undefined): EntityDefinition {
+  const notEnabled = (name: string) => `plugin '${name.slice(0, 100)}' not enabled; add it to the 'plugins' configuration property`;
+  const schemaFor = (input: Row) => {
+    const plugin = typeof input.name === 'string' ? getPlugin(input.name) : undefined;
+    const protocols = plugin?.protocols ?? PLUGIN_PROTOCOLS;
+    return z.strictObject({
+      name: z.string().superRefine((n, ctx) => {
+        if (!getPlugin(n)) ctx.addIssue({ code: 'custom', message: notEnabled(n) });
+      }),
+      ...pluginBase,
+      protocols: z
+        .array(z.enum(protocols as [string, ...string[]]))
+        .min(1)
+        .default(protocols)
+        .transform((l) => [...new Set(l)]),
+      config: plugin
+        ? (plugin.configSchema as z.ZodType<Row>).prefault({})
+        : z.record(z.string(), z.unknown()).nullable().optional(),
+    }) as unknown as z.ZodType<Row>;
+  };
+  return {
+    name: 'plugins',
+    path: 'plugins',
+    model: 'plugin',
+    endpointKey: 'instance_name',
+    schema: schemaFor({}),
+    schemaFor,
+    mergeRecords: ['config'],
+    foreignKeys: [
+      { field: 'route', entity: 'routes', column: 'routeId', required: false, nested: true },
+      { field: 'service', entity: 'services', column: 'serviceId', required: false, nested: true },
+      { field: 'consumer', entity: 'consumers', column: 'consumerId', required: false, nested: true },
+    ],
+    uniqueFields: ['instance_name'],
+    hasUpdatedAt: true,
+    isConfig: true,
+    check(input) {
+      const plugin = getPlugin(input.name);
+      return plugin?.checkEntity?.({ consumer: input.consumer, route: input.route, service: input.service, protocols: input.protocols }) ?? null;
+    },
+    uniqueChecks(row) {
+      return [
+        {
+          where: { cacheKey: row.cacheKey },
+          fields: {
+            consumer: row.consumerId ? { id: row.consumerId } : null,
+            name: row.name,
+            route: row.routeId ? { id: row.routeId } : null,
+            service: row.serviceId ? { id: row.serviceId } : null,
+          },
+        },
+      ];
+    },
+    toRow(v, existing) {
+      const plugin = getPlugin(v.name)!;
+      const previous = existing && existing.name === v.name ? (existing.config as Row) : null;
+      const config = plugin.completeConfig ? plugin.completeConfig(v.config, previous) : v.config;
+      return {
+        name: v.name,
+        instanceName: v.instance_name,
+        cacheKey: `plugins:${v.name}:${v.routeId ?? ''}:${v.serviceId ?? ''}:${v.consumerId ?? ''}`,
+        config,
+        protocols: v.protocols,
+        enabled: v.enabled,
+        tags: emptyIfNull(v.tags),
+        serviceId: v.serviceId,
+        routeId: v.routeId,
+        consumerId: v.consumerId,
+      };
+    },
+    toEntity: (r) => ({
+      id: r.id,
+      name: r.name,
+      instance_name: r.instanceName,
+      config: r.config,
+      protocols: r.protocols,
+      enabled: r.enabled,
+      tags: nullIfEmpty(r.tags),
+      service: r.serviceId ? { id: r.serviceId } : null,
+      route: r.routeId ? { id: r.routeId } : null,
+      consumer: r.consumerId ? { id: r.consumerId } : null,
+      ...timestamps(r),
+    }),
+  };
+}

@@ -1,0 +1,217 @@
+// The forwarding engine: sends the prepared request to the upstream and streams the answer
+// back. Everything above it (routing, plugins, headers) is engine-agnostic; the one
+// implementation is http-proxy over a keep-alive agent per upstream.
+import { Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import httpProxy from 'http-proxy';
+
+/** One service's upstream, compiled when a snapshot is applied. */
+export interface Upstream {
+  key: string;
+  protocol: 'http' | 'https';
+  host: string;
+  port: number;
+  /** Host header sent upstream when the route does not preserve the client's. */
+  hostHeader: string;
+  path: string | null;
+  connectTimeout: number;
+  readTimeout: number;
+  writeTimeout: number;
+  retries: number;
+  tlsVerify: boolean;
+  agent: HttpAgent;
+  /** http-proxy target, built once. */
+  target: { protocol: string; host: string; port: number };
+}
+
+export type UpstreamFailure = 'connect' | 'timeout' | 'dns' | 'invalid';
+
+/** What the engine needs from the request being proxied (implemented by the proxy's exchange). */
+export interface ForwardRequest {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** Path and query sent upstream. */
+  upstreamUrl: string;
+  /** Buffered body (a plugin read it), sent instead of streaming the client's. */
+  bufferedBody: Buffer | null;
+  /** Upstream response headers arrived; runs response-phase plugins. False: the exchange answered itself. */
+  onUpstreamResponse(upstream: IncomingMessage): boolean;
+  /** The upstream could not be reached or failed before answering. */
+  onUpstreamError(kind: UpstreamFailure, err: Error): void;
+}
+
+export interface ForwardingEngine {
+  forward(request: ForwardRequest, upstream: Upstream): void;
+  close(): void;
+}
+
+export function createAgent(protocol: 'http' | 'https', tlsVerify: boolean): HttpAgent {
+  const options = { keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 256, scheduling: 'lifo' as const };
+  return protocol === 'https' ? new HttpsAgent({ ...options, rejectUnauthorized: tlsVerify }) : new HttpAgent(options);
+}
+
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED', 'EADDRNOTAVAIL']);
+const DNS_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME']);
+
+const STATE = Symbol('gatehouse.forward');
+
+interface AttemptState {
+  request: ForwardRequest;
+  upstream: Upstream;
+  attempt: number;
+  /** Bytes of a streamed client body have been handed to an upstream socket: no retry. */
+  bodyStarted: boolean;
+  /** The client's body, streamed only once the upstream socket is connected (so a refused connection can be retried). */
+  gate: Readable | null;
+  timedOut: boolean;
+  connected: boolean;
+  responded: boolean;
+}
+
+function hasStreamedBody(req: IncomingMessage): boolean {
+  const len = req.headers['content-length'];
+  if (len !== undefined) return len !== '0';
+  return req.headers['transfer-encoding'] !== undefined;
+}
+
+export class HttpProxyEngine implements ForwardingEngine {
+  private readonly proxy: httpProxy;
+
+  constructor() {
+    this.proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false, toProxy: true, prependPath: false, ws: false });
+    this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
+    this.proxy.on('proxyRes', (proxyRes, req) => {
+      const state = (req as any)[STATE] as AttemptState | undefined;
+      if (!state) return;
+      state.responded = true;
+      if (!state.request.onUpstreamResponse(proxyRes)) {
+        // The exchange answered the client itself (a response plugin failed): http-proxy sees
+        // the response finished and copies nothing; drain the upstream's.
+        proxyRes.resume();
+      }
+    });
+    // Errors without a per-call callback (should not happen): never crash.
+    this.proxy.on('error', () => {});
+  }
+
+  forward(request: ForwardRequest, upstream: Upstream): void {
+    const req = request.req;
+    const state: AttemptState = {
+      request,
+      upstream,
+      attempt: 0,
+      bodyStarted: false,
+      gate: null,
+      timedOut: false,
+      connected: false,
+      responded: false,
+    };
+    (req as any)[STATE] = state;
+    this.attempt(state);
+  }
+
+  private attempt(state: AttemptState) {
+    const { request, upstream } = state;
+    const req = request.req;
+    req.url = request.upstreamUrl;
+    state.timedOut = false;
+    state.connected = false;
+    let buffer: Readable | undefined;
+    if (request.bufferedBody) buffer = Readable.from([request.bufferedBody]);
+    else if (hasStreamedBody(req)) {
+      state.gate = new Readable({ read() {} });
+      buffer = state.gate;
+    } else state.gate = null;
+    this.proxy.web(
+      req,
+      request.res,
+      { target: upstream.target as any, agent: upstream.agent, secure: upstream.tlsVerify, buffer } as httpProxy.ServerOptions,
+      (err: Error) => this.onError(state, err),
+    );
+  }
+
+  private onProxyReq(proxyReq: import('node:http').ClientRequest, req: IncomingMessage) {
+    const state = (req as any)[STATE] as AttemptState | undefined;
+    if (!state) return;
+    const { upstream } = state;
+    const socket = proxyReq.socket as Socket;
+    const start = () => {
+      state.connected = true;
+      // read_timeout: the longest silence allowed while waiting for the upstream.
+      proxyReq.setTimeout(upstream.readTimeout, () => {
+        state.timedOut = true;
+        proxyReq.destroy(Object.assign(new Error('upstream read timeout'), { code: 'ETIMEDOUT' }));
+      });
+      if (state.gate) this.openGate(state, proxyReq);
+    };
+    if (socket.connecting) {
+      const timer = setTimeout(() => {
+        state.timedOut = true;
+        proxyReq.destroy(Object.assign(new Error('upstream connect timeout'), { code: 'ETIMEDOUT' }));
+      }, upstream.connectTimeout);
+      socket.once(upstream.protocol === 'https' ? 'secureConnect' : 'connect', () => {
+        clearTimeout(timer);
+        start();
+      });
+      socket.once('close', () => clearTimeout(timer));
+    } else start();
+  }
+
+  /** Streams the client's body into the gate now that an upstream socket is connected. */
+  private openGate(state: AttemptState, proxyReq: import('node:http').ClientRequest) {
+    const gate = state.gate!;
+    const req = state.request.req;
+    state.bodyStarted = true;
+    const writeTimeout = state.upstream.writeTimeout;
+    req.on('data', (chunk: Buffer) => {
+      if (!gate.push(chunk)) req.pause();
+    });
+    gate._read = () => req.resume();
+    req.once('end', () => gate.push(null));
+    req.once('error', (err) => gate.destroy(err));
+    // write_timeout: the longest stall while sending the body upstream.
+    let timer: NodeJS.Timeout | null = null;
+    const arm = () => {
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => {
+        state.timedOut = true;
+        proxyReq.destroy(Object.assign(new Error('upstream write timeout'), { code: 'ETIMEDOUT' }));
+      }, writeTimeout);
+    };
+    arm();
+    req.on('data', arm);
+    const clear = () => timer && clearTimeout(timer);
+    req.once('end', clear);
+    proxyReq.once('close', clear);
+    req.resume();
+  }
+
+  private onError(state: AttemptState, err: Error) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    const { request, upstream } = state;
+    if (request.res.headersSent || state.responded) {
+      // Failed mid-response: nothing sensible can be sent any more.
+      request.res.destroy();
+      return;
+    }
+    const replayable = !state.bodyStarted;
+    if (DNS_ERRORS.has(code)) return request.onUpstreamError('dns', err);
+    const connectFailure = !state.connected && (CONNECT_ERRORS.has(code) || state.timedOut);
+    // A reused keep-alive socket the upstream closed just as we wrote also counts as a connection failure.
+    const staleSocket = state.connected && !state.responded && code === 'ECONNRESET' && !state.timedOut;
+    if ((connectFailure || staleSocket) && replayable && state.attempt < upstream.retries && !request.req.destroyed) {
+      state.attempt++;
+      this.attempt(state);
+      return;
+    }
+    if (state.timedOut) return request.onUpstreamError('timeout', err);
+    if (connectFailure) return request.onUpstreamError('connect', err);
+    request.onUpstreamError('invalid', err);
+  }
+
+  close(): void {
+    this.proxy.close();
+  }
+}

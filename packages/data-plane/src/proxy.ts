@@ -1,0 +1,584 @@
+// The proxy: plain node:http / node:https servers, one compiled config swapped atomically on
+// each snapshot, the plugin pipeline (access → upstream → response → log) and Kong's proxy
+// errors. Nothing here touches express, Prisma or pg.
+import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { ListenAddress } from '@gatehouse/core/config.ts';
+import type { ConsumerEntity, PluginEntity, RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
+import type { Logger } from '@gatehouse/core/logger.ts';
+import type { RequestContext } from '@gatehouse/core/plugin-sdk.ts';
+import type { Snapshot } from '@gatehouse/core/snapshot.ts';
+import type { TlsCredentials } from '@gatehouse/core/tls.ts';
+import { AgentPool, compileSnapshot, type CompiledConfig, type RoutePayload } from './compile.ts';
+import { HttpProxyEngine, type ForwardingEngine, type ForwardRequest, type UpstreamFailure } from './forward.ts';
+import { resolveEntry, type ChainEntry, type PluginRuntime } from './plugins.ts';
+import { upstreamPathV0, upstreamPathV1 } from './router.ts';
+import { TrustedIps } from './trusted-ips.ts';
+
+export const MAX_BUFFERED_BODY = 8 * 1024 * 1024;
+
+/** Sent upstream only when a plugin set them: whatever the client sent is removed first. */
+export const IDENTITY_HEADERS = [
+  'x-consumer-id',
+  'x-consumer-custom-id',
+  'x-consumer-username',
+  'x-credential-identifier',
+  'x-authenticated-scope',
+  'x-authenticated-userid',
+  'x-anonymous-consumer',
+] as const;
+
+/** Hop-by-hop headers: they concern one connection and are never forwarded. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'expect', 'trailer'] as const;
+
+const VIA = '1.1 gatehouse';
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+function jsonBody(message: string): Buffer {
+  return Buffer.from(JSON.stringify({ message }));
+}
+
+const BODY_404 = jsonBody('no Route matched with those values');
+const BODY_426 = jsonBody('Please use HTTPS protocol');
+const BODY_500 = jsonBody('An unexpected error occurred');
+const BODY_502 = jsonBody('An invalid response was received from the upstream server');
+const BODY_503_NO_SERVICE = jsonBody('no Service found with those values');
+const BODY_503_DNS = jsonBody('name resolution failed');
+const BODY_504 = jsonBody('The upstream server is timing out');
+const BODY_413 = jsonBody('Request size limit exceeded');
+const BODY_400 = jsonBody('Bad request');
+
+function sendRaw(res: ServerResponse, status: number, body: Buffer, requestId: string | null, extra?: Record<string, string>) {
+  if (res.headersSent || res.destroyed) {
+    if (!res.writableEnded) res.destroy();
+    return;
+  }
+  const headers: Record<string, string | number> = { 'content-type': JSON_TYPE, 'content-length': body.length, via: VIA };
+  if (requestId) headers['x-request-id'] = requestId;
+  if (extra) Object.assign(headers, extra);
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+class PayloadTooLarge extends Error {}
+
+export interface ListenerInfo {
+  ssl: boolean;
+  port: number;
+}
+
+/** One request through the proxy: the plugins' RequestContext and the engine's ForwardRequest. */
+class Exchange implements RequestContext, ForwardRequest {
+  consumer: ConsumerEntity | null = null;
+  credential: { id: string; identifier: string } | null = null;
+  upstreamUrl = '';
+  bufferedBody: Buffer | null = null;
+  private _responded = false;
+  private _log: Logger | null = null;
+  private _shared: Record<string, unknown> | null = null;
+  private _body: Promise<Buffer> | null = null;
+  private queryOverride: string | null = null;
+  private clientConnection: string | undefined;
+
+  constructor(
+    readonly proxy: ProxyRuntime,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly requestId: string,
+    readonly method: string,
+    readonly scheme: 'http' | 'https',
+    readonly clientIp: string,
+    readonly trustedPeer: boolean,
+    readonly path: string,
+    readonly rawQuery: string,
+    readonly payload: RoutePayload,
+    readonly matched: string | null,
+    readonly config: CompiledConfig,
+  ) {}
+
+  get route(): RouteEntity {
+    return this.payload.route;
+  }
+  get service(): ServiceEntity | null {
+    return this.payload.service;
+  }
+  get responded(): boolean {
+    return this._responded || this.res.headersSent;
+  }
+  get log(): Logger {
+    return (this._log ??= this.proxy.logger.child({ request_id: this.requestId }));
+  }
+  get shared(): Record<string, unknown> {
+    return (this._shared ??= {});
+  }
+
+  setUpstreamHeader(name: string, value: string | null): void {
+    const key = name.toLowerCase();
+    if (key === 'host') {
+      if (value !== null) this.req.headers.host = value;
+      return;
+    }
+    if (value === null) delete this.req.headers[key];
+    else this.req.headers[key] = value;
+  }
+
+  setUpstreamQuery(rawQuery: string): void {
+    this.queryOverride = rawQuery;
+  }
+
+  readBody(): Promise<Buffer> {
+    if (this._body) return this._body;
+    const req = this.req;
+    const declared = Number(req.headers['content-length'] ?? 0);
+    this._body = new Promise<Buffer>((resolve, reject) => {
+      if (declared > MAX_BUFFERED_BODY) return reject(new PayloadTooLarge());
+      if (req.readableEnded || (declared === 0 && req.headers['transfer-encoding'] === undefined)) {
+        this.bufferedBody ??= Buffer.alloc(0);
+        return resolve(this.bufferedBody);
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const onData = (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_BUFFERED_BODY) {
+          cleanup();
+          req.resume();
+          reject(new PayloadTooLarge());
+          return;
+        }
+        chunks.push(chunk);
+      };
+      const onEnd = () => {
+        cleanup();
+        const body = Buffer.concat(chunks, size);
+        this.bufferedBody ??= body;
+        resolve(body);
+      };
+      const onError = (err: Error) => {
+        cleanup();
+        reject(err);
+      };
+      const cleanup = () => {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        req.off('error', onError);
+      };
+      req.on('data', onData);
+      req.on('end', onEnd);
+      req.on('error', onError);
+    });
+    return this._body;
+  }
+
+  setUpstreamBody(body: Buffer): void {
+    this.bufferedBody = body;
+  }
+
+  respond(status: number, body: unknown, headers?: Record<string, string>): void {
+    if (this.responded) return;
+    this._responded = true;
+    const res = this.res;
+    let payload: Buffer;
+    let type: string | null = null;
+    if (body === undefined || body === null) payload = Buffer.alloc(0);
+    else if (Buffer.isBuffer(body)) payload = body;
+    else if (typeof body === 'string') {
+      payload = Buffer.from(body);
+      type = 'text/plain; charset=utf-8';
+    } else {
+      payload = Buffer.from(JSON.stringify(body));
+      type = JSON_TYPE;
+    }
+    if (type && !hasHeader(headers, 'content-type')) res.setHeader('content-type', type);
+    res.setHeader('content-length', payload.length);
+    res.setHeader('via', VIA);
+    res.setHeader('x-request-id', this.requestId);
+    if (headers) for (const k in headers) res.setHeader(k, headers[k]);
+    res.statusCode = status;
+    res.end(payload);
+  }
+
+  /** Answer with a Kong-style error body. */
+  fail(status: number, body: Buffer, extra?: Record<string, string>) {
+    if (this.responded) {
+      if (!this.res.writableEnded) this.res.destroy();
+      return;
+    }
+    this._responded = true;
+    sendRaw(this.res, status, body, this.requestId, extra);
+  }
+
+  /** Kong: a handler error is a 500 to the client and an error log line with the request id. */
+  pluginError(entry: ChainEntry, phase: string, err: unknown) {
+    if (err instanceof PayloadTooLarge) return this.fail(413, BODY_413);
+    this.proxy.logger.error('plugin handler failed', {
+      request_id: this.requestId,
+      plugin: entry.name,
+      phase,
+      error: err instanceof Error ? err.stack ?? err.message : String(err),
+    });
+    this.fail(500, BODY_500);
+  }
+
+  // ---------------------------------------------------------------- pipeline
+
+  runAccess(i: number): void {
+    const list = this.payload.chain.access;
+    const https = this.scheme === 'https';
+    for (; i < list.length; i++) {
+      const entry = list[i];
+      const applied = resolveEntry(entry, this.consumer?.id ?? null, https);
+      if (applied === null) continue;
+      let result: void | Promise<void>;
+      try {
+        result = entry.handler.access!(this, applied.config, applied.entity as PluginEntity);
+      } catch (err) {
+        return this.pluginError(entry, 'access', err);
+      }
+      if (result && typeof (result as Promise<void>).then === 'function') {
+        const next = i + 1;
+        (result as Promise<void>).then(
+          () => (this.responded ? this.afterResponded() : this.runAccess(next)),
+          (err) => this.pluginError(entry, 'access', err),
+        );
+        return;
+      }
+      if (this.responded) return this.afterResponded();
+    }
+    this.proceed();
+  }
+
+  private afterResponded() {
+    // The client's body was never read: let it drain so the connection can be reused.
+    if (!this.req.readableEnded && !this._body) this.req.resume();
+  }
+
+  proceed(): void {
+    const payload = this.payload;
+    const upstream = payload.upstream;
+    if (upstream === null) return this.fail(503, BODY_503_NO_SERVICE);
+    const req = this.req;
+    const h = req.headers;
+    const route = payload.route;
+    const stripped = route.strip_path ? this.matched : null;
+    const upstreamPath = payload.pathV1
+      ? upstreamPathV1(upstream.path, this.path, stripped)
+      : upstreamPathV0(upstream.path, this.path, stripped);
+    const query = this.queryOverride ?? this.rawQuery;
+    this.upstreamUrl = query === '' ? upstreamPath : `${upstreamPath}?${query}`;
+
+    // X-Forwarded-*: believed from trusted peers only (Kong's trusted_ips).
+    const trusted = this.trustedPeer;
+    const peer = this.proxy.peerAddress(req);
+    const xff = h['x-forwarded-for'];
+    h['x-forwarded-for'] = xff ? `${xff}, ${peer}` : peer;
+    const hostHeader = this.proxy.hostOf(h.host);
+    if (!trusted || h['x-forwarded-proto'] === undefined) h['x-forwarded-proto'] = this.scheme;
+    if (!trusted || h['x-forwarded-host'] === undefined) h['x-forwarded-host'] = hostHeader;
+    if (!trusted || h['x-forwarded-port'] === undefined) h['x-forwarded-port'] = String(this.proxy.listenerPort(req));
+    if (!trusted || h['x-forwarded-path'] === undefined) h['x-forwarded-path'] = this.path;
+    if (!trusted || h['x-forwarded-prefix'] === undefined) {
+      if (stripped !== null && stripped !== '/' && stripped !== '') h['x-forwarded-prefix'] = stripped;
+      else if (!trusted) delete h['x-forwarded-prefix'];
+    }
+    h['x-real-ip'] = this.clientIp;
+    h.via = h.via ? `${h.via}, ${VIA}` : VIA;
+    h['x-request-id'] = this.requestId;
+    if (!route.preserve_host) h.host = upstream.hostHeader;
+    this.clientConnection = h.connection;
+    for (let i = 0; i < HOP_BY_HOP.length; i++) if (h[HOP_BY_HOP[i]] !== undefined) delete h[HOP_BY_HOP[i]];
+    if (this.bufferedBody) {
+      h['content-length'] = String(this.bufferedBody.length);
+      delete h['transfer-encoding'];
+    }
+    this.proxy.engine.forward(this, upstream);
+  }
+
+  onUpstreamResponse(upstream: IncomingMessage): boolean {
+    const headers = upstream.headers;
+    // Hop-by-hop: the client connection has its own (http-proxy sets `connection` from the client's).
+    if (headers.connection !== undefined) delete headers.connection;
+    if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
+    headers.via = headers.via ? `${headers.via}, ${VIA}` : VIA;
+    headers['x-request-id'] = this.requestId;
+    if (this.clientConnection !== undefined) this.req.headers.connection = this.clientConnection;
+    const list = this.payload.chain.response;
+    if (list.length) {
+      const https = this.scheme === 'https';
+      for (const entry of list) {
+        const applied = resolveEntry(entry, this.consumer?.id ?? null, https);
+        if (applied === null) continue;
+        try {
+          entry.handler.response!(this, applied.config, upstream);
+        } catch (err) {
+          this.pluginError(entry, 'response', err);
+          return false;
+        }
+        if (this.responded) return false;
+      }
+    }
+    return true;
+  }
+
+  onUpstreamError(kind: UpstreamFailure, err: Error): void {
+    this.proxy.logger.warn('upstream request failed', {
+      request_id: this.requestId,
+      route: this.payload.route.id,
+      upstream: `${this.payload.upstream?.host}:${this.payload.upstream?.port}`,
+      kind,
+      error: err.message,
+    });
+    if (kind === 'timeout') return this.fail(504, BODY_504);
+    if (kind === 'dns') return this.fail(503, BODY_503_DNS);
+    this.fail(502, BODY_502);
+  }
+
+  runLog(): void {
+    const https = this.scheme === 'https';
+    for (const entry of this.payload.chain.log) {
+      const applied = resolveEntry(entry, this.consumer?.id ?? null, https);
+      if (applied === null) continue;
+      try {
+        entry.handler.log!(this, applied.config);
+      } catch (err) {
+        this.proxy.logger.error('plugin log handler failed', {
+          request_id: this.requestId,
+          plugin: entry.name,
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+    }
+  }
+}
+
+function hasHeader(headers: Record<string, string> | undefined, name: string): boolean {
+  if (!headers) return false;
+  for (const k in headers) if (k.toLowerCase() === name) return true;
+  return false;
+}
+
+const REQUEST_ID_OK = /^[\w.:@/+=-]{1,200}$/;
+
+export interface ProxyRuntimeOptions {
+  logger: Logger;
+  plugins: PluginRuntime;
+  trustedIps: string[];
+  /** Shown in the 503 while no configuration is loaded, e.g. `Redis at redis://host:6379`. */
+  waitingFor: string;
+  engine?: ForwardingEngine;
+}
+
+export class ProxyRuntime {
+  readonly logger: Logger;
+  readonly engine: ForwardingEngine;
+  readonly plugins: PluginRuntime;
+  private readonly trusted: TrustedIps;
+  private readonly agents = new AgentPool();
+  private current: CompiledConfig | null = null;
+  private readonly noConfigBody: Buffer;
+  private readonly servers: Server[] = [];
+  private applying: Promise<unknown> = Promise.resolve();
+
+  constructor(options: ProxyRuntimeOptions) {
+    this.logger = options.logger;
+    this.plugins = options.plugins;
+    this.engine = options.engine ?? new HttpProxyEngine();
+    this.trusted = new TrustedIps(options.trustedIps);
+    this.noConfigBody = jsonBody(`no configuration loaded yet: waiting for the control plane (${options.waitingFor})`);
+  }
+
+  get config(): CompiledConfig | null {
+    return this.current;
+  }
+
+  /**
+   * Compiles `snapshot` and swaps it in. Serialised: a later call waits for an earlier one.
+   * Throws (keeping the current config) if a handler cannot be created or refuses it.
+   */
+  apply(snapshot: Snapshot): Promise<CompiledConfig> {
+    const run = this.applying.then(async () => {
+      await this.plugins.ensure(new Set(snapshot.plugins.filter((p) => p.enabled).map((p) => p.name)));
+      this.plugins.notifySnapshot(snapshot);
+      const compiled = compileSnapshot(snapshot, this.plugins, this.agents);
+      this.current = compiled;
+      const keys = new Set([...compiled.upstreams.values()].map((u) => u.key));
+      const grace = Math.min(
+        Math.max(60_000, ...[...compiled.upstreams.values()].map((u) => u.readTimeout + u.connectTimeout)),
+        15 * 60_000,
+      );
+      this.agents.retain(keys, grace);
+      return compiled;
+    });
+    this.applying = run.catch(() => {});
+    return run;
+  }
+
+  peerAddress(req: IncomingMessage): string {
+    const a = req.socket.remoteAddress ?? '';
+    return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+  }
+
+  listenerPort(req: IncomingMessage): number {
+    return (req.socket as any).localPort ?? 0;
+  }
+
+  /** Host header without the port. */
+  hostOf(host: string | undefined): string {
+    if (!host) return '';
+    if (host.charCodeAt(0) === 91 /* [ */) {
+      const end = host.indexOf(']');
+      return end === -1 ? host : host.slice(0, end + 1);
+    }
+    const colon = host.indexOf(':');
+    return colon === -1 ? host : host.slice(0, colon);
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse, https: boolean): void {
+    const cfg = this.current;
+    const incomingId = req.headers['x-request-id'];
+    const requestId = typeof incomingId === 'string' && REQUEST_ID_OK.test(incomingId) ? incomingId : randomUUID();
+    if (cfg === null) return sendRaw(res, 503, this.noConfigBody, requestId);
+    let url = req.url ?? '/';
+    if (url.charCodeAt(0) !== 47 /* / */) {
+      // absolute-form (http://host/path) or '*'
+      try {
+        const u = new URL(url);
+        url = u.pathname + u.search;
+      } catch {
+        return sendRaw(res, 400, BODY_400, requestId);
+      }
+    }
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const rawQuery = q === -1 ? '' : url.slice(q + 1);
+    const hostHeader = req.headers.host;
+    let host = '';
+    let port = 0;
+    if (hostHeader) {
+      const lower = hostHeader.toLowerCase();
+      host = this.hostOf(lower);
+      const rest = lower.length > host.length + 1 ? lower.slice(host.length + 1) : '';
+      port = rest ? Number(rest) : 0;
+    }
+    if (!port) port = https ? 443 : 80;
+    const match = cfg.router.match({
+      method: req.method ?? 'GET',
+      host,
+      port,
+      path,
+      headers: req.headers,
+      https,
+      sni: https ? ((req.socket as TLSSocket).servername || null) : null,
+    });
+    if (match === null) return sendRaw(res, 404, BODY_404, requestId);
+    const payload = match.payload;
+
+    const peer = this.peerAddress(req);
+    const trustedPeer = this.trusted.has(peer);
+    let scheme: 'http' | 'https' = https ? 'https' : 'http';
+    if (payload.httpsOnly && !https) {
+      const fwd = trustedPeer ? req.headers['x-forwarded-proto'] : undefined;
+      if (fwd !== 'https') return this.redirectToHttps(req, res, payload, host, url, requestId);
+    }
+    if (trustedPeer && req.headers['x-forwarded-proto'] === 'https') scheme = 'https';
+    const clientIp = trustedPeer ? this.trusted.clientIp(peer, req.headers['x-forwarded-for']) : peer;
+
+    // Identity headers come from plugins only.
+    const h = req.headers;
+    for (let i = 0; i < IDENTITY_HEADERS.length; i++) if (h[IDENTITY_HEADERS[i]] !== undefined) delete h[IDENTITY_HEADERS[i]];
+
+    const ex = new Exchange(
+      this,
+      req,
+      res,
+      requestId,
+      req.method ?? 'GET',
+      scheme,
+      clientIp,
+      trustedPeer,
+      path,
+      rawQuery,
+      payload,
+      match.matched,
+      cfg,
+    );
+    const chain = payload.chain;
+    if (chain.log.length) {
+      let logged = false;
+      const done = () => {
+        if (logged) return;
+        logged = true;
+        ex.runLog();
+      };
+      res.once('finish', done);
+      res.once('close', done);
+    }
+    if (chain.access.length) ex.runAccess(0);
+    else ex.proceed();
+  }
+
+  private redirectToHttps(req: IncomingMessage, res: ServerResponse, payload: RoutePayload, host: string, url: string, requestId: string) {
+    const status = payload.redirectStatus;
+    req.resume();
+    if (status === 426) {
+      return sendRaw(res, 426, BODY_426, requestId, { connection: 'Upgrade', upgrade: 'TLS/1.2, HTTP/1.1' });
+    }
+    const body = Buffer.alloc(0);
+    res.writeHead(status, { location: `https://${host}${url}`, 'content-length': 0, via: VIA, 'x-request-id': requestId });
+    res.end(body);
+  }
+
+  /** Opens the proxy listeners. `tls` is required when one of them is marked ssl. */
+  async listen(addresses: ListenAddress[], tls: TlsCredentials | null): Promise<{ host: string; port: number; ssl: boolean }[]> {
+    const out: { host: string; port: number; ssl: boolean }[] = [];
+    for (const a of addresses) {
+      let server: Server;
+      if (a.ssl) {
+        if (!tls) throw new Error('an ssl proxy listener needs a certificate');
+        server = createHttpsServer({ cert: tls.cert, key: tls.key }, (req, res) => this.handle(req, res, true)) as unknown as Server;
+      } else server = createHttpServer((req, res) => this.handle(req, res, false));
+      server.keepAliveTimeout = 60_000;
+      server.headersTimeout = 65_000;
+      server.requestTimeout = 0;
+      server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+        if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
+          socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        } else socket.destroy();
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: a.host, port: a.port }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      this.servers.push(server);
+      const info = server.address() as AddressInfo;
+      out.push({ host: a.host, port: info.port, ssl: a.ssl });
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(
+      this.servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeIdleConnections?.();
+            setTimeout(() => {
+              s.closeAllConnections?.();
+              resolve();
+            }, 2000).unref();
+          }),
+      ),
+    );
+    this.servers.length = 0;
+    this.engine.close();
+    this.agents.destroy();
+    await this.plugins.close();
+  }
+}

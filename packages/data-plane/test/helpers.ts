@@ -1,0 +1,201 @@
+// Test helpers for the data plane: Kong-shaped entities with their defaults, snapshots with a
+// real hash written to the store exactly as the control plane does, and a real upstream
+// server on loopback that echoes what it received.
+import { randomUUID } from 'node:crypto';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { GatehouseConfig } from '@gatehouse/core/config.ts';
+import { loadConfig } from '@gatehouse/core/config.ts';
+import type { ConsumerEntity, PluginEntity, RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
+import { hashContent, SNAPSHOT_KEYS, type Snapshot, type SnapshotContent } from '@gatehouse/core/snapshot.ts';
+import type { SharedStore } from '@gatehouse/core/store/types.ts';
+
+const now = () => Math.floor(Date.now() / 1000);
+
+export function service(fields: Partial<ServiceEntity> & { host: string; port: number }): ServiceEntity {
+  return {
+    id: randomUUID(),
+    name: null,
+    protocol: 'http',
+    path: null,
+    retries: 5,
+    connect_timeout: 60000,
+    write_timeout: 60000,
+    read_timeout: 60000,
+    tags: null,
+    client_certificate: null,
+    tls_verify: null,
+    tls_verify_depth: null,
+    ca_certificates: null,
+    enabled: true,
+    created_at: now(),
+    updated_at: now(),
+    ...fields,
+  };
+}
+
+let createdSeq = 0;
+export function route(fields: Partial<RouteEntity>, svc?: ServiceEntity | null): RouteEntity {
+  const t = now() * 1000 + createdSeq++;
+  return {
+    id: randomUUID(),
+    name: null,
+    protocols: ['http', 'https'],
+    methods: null,
+    hosts: null,
+    paths: null,
+    headers: null,
+    snis: null,
+    sources: null,
+    destinations: null,
+    https_redirect_status_code: 426,
+    regex_priority: 0,
+    strip_path: true,
+    preserve_host: false,
+    request_buffering: true,
+    response_buffering: true,
+    path_handling: 'v0',
+    tags: null,
+    service: svc ? { id: svc.id } : null,
+    created_at: t,
+    updated_at: t,
+    ...fields,
+  };
+}
+
+export function consumer(username: string): ConsumerEntity {
+  return { id: randomUUID(), username, custom_id: null, tags: null, created_at: now(), updated_at: now() };
+}
+
+export function plugin(name: string, config: Record<string, unknown>, scope: Partial<Pick<PluginEntity, 'route' | 'service' | 'consumer' | 'protocols' | 'enabled'>> = {}): PluginEntity {
+  return {
+    id: randomUUID(),
+    name,
+    instance_name: null,
+    config,
+    protocols: ['grpc', 'grpcs', 'http', 'https'],
+    enabled: true,
+    tags: null,
+    service: null,
+    route: null,
+    consumer: null,
+    created_at: now(),
+    updated_at: now(),
+    ...scope,
+  };
+}
+
+export function snapshot(version: number, content: Partial<SnapshotContent>): Snapshot {
+  const c: SnapshotContent = {
+    services: content.services ?? [],
+    routes: content.routes ?? [],
+    consumers: content.consumers ?? [],
+    plugins: content.plugins ?? [],
+    credentials: content.credentials ?? {},
+  };
+  return { version, hash: hashContent(c), created_at: now(), ...c };
+}
+
+/** What the control plane does on each config version: store, point, announce. */
+export async function publish(store: SharedStore, snap: Snapshot, options: { announce?: boolean } = {}): Promise<void> {
+  await store.set(SNAPSHOT_KEYS.version(snap.version), JSON.stringify(snap));
+  const pointer = JSON.stringify({ version: snap.version, hash: snap.hash });
+  await store.set(SNAPSHOT_KEYS.latest, pointer);
+  if (options.announce !== false) await store.publish(SNAPSHOT_KEYS.channel, pointer);
+}
+
+export interface Echo {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+  upstream: string;
+}
+
+export interface Upstream {
+  port: number;
+  server: Server;
+  requests: number;
+  close(): Promise<void>;
+}
+
+/** An upstream answering JSON `{method, url, headers, body, upstream: name}`; `handler` may take over. */
+export async function startUpstream(
+  name: string,
+  handler?: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, body: Buffer) => boolean | void,
+): Promise<Upstream> {
+  const up: Upstream = { port: 0, server: null as unknown as Server, requests: 0, close: async () => {} };
+  const server = createServer((req, res) => {
+    up.requests++;
+    const chunks: Buffer[] = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (handler && handler(req, res, body) === true) return;
+      const echo: Echo = { method: req.method!, url: req.url!, headers: req.headers, body: body.toString(), upstream: name };
+      res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': name });
+      res.end(JSON.stringify(echo));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  up.port = (server.address() as AddressInfo).port;
+  up.server = server;
+  up.close = () =>
+    new Promise<void>((r) => {
+      server.close(() => r());
+      server.closeAllConnections();
+    });
+  return up;
+}
+
+export interface Res {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+  json(): any;
+}
+
+/** One HTTP request (no keep-alive agent, so nothing outlives the test). */
+export function req(
+  port: number,
+  path: string,
+  options: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer; host?: string; timeoutMs?: number } = {},
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const r = httpRequest(
+      { host: '127.0.0.1', port, path, method: options.method ?? 'GET', headers: { host: options.host ?? 'localhost', ...options.headers }, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const body = Buffer.concat(chunks).toString();
+          resolve({ status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body) });
+        });
+        res.on('error', reject);
+      },
+    );
+    r.setTimeout(options.timeoutMs ?? 10_000, () => r.destroy(new Error(`request ${path} timed out`)));
+    r.on('error', reject);
+    if (options.body !== undefined) r.end(options.body);
+    else r.end();
+  });
+}
+
+export function dpConfig(overrides: Record<string, string>): GatehouseConfig {
+  return loadConfig({ GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0', GATEHOUSE_LOG_LEVEL: 'error', ...overrides });
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 10_000, stepMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as T;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}

@@ -1,6 +1,7 @@
 // The oauth2 plugin: an OAuth 2.0 authorization server and resource-server check on the data
 // planes (Kong's oauth2, plus RFC 7009/7662/8414 and RFC 9700), with its admin entities.
-import { randomAlnum, type PluginDefinition } from '@gatehouse/core';
+import { randomAlnum } from '@gatehouse/core/crypto.ts';
+import type { PluginDefinition } from '@gatehouse/core/plugin-sdk.ts';
 import { oauth2ConfigSchema, type Oauth2Config } from './schema.ts';
 
 export const oauth2Plugin: PluginDefinition<Oauth2Config> = {
@@ -16,4 +17,6 @@ export const oauth2Plugin: PluginDefinition<Oauth2Config> = {
   completeConfig(config, previous) {
     return { ...config, provision_key: config.provision_key ?? previous?.provision_key ?? randomAlnum(32) };
   },
+  dataPlane: () => import('./handler.ts'),
+  controlPlane: () => import('./control-plane.ts'),
 };

@@ -1,0 +1,51 @@
+// Helpers shared by the commands: configuration errors and other expected failures print one
+// clear line and exit 1; unexpected ones print their message (the stack only with GATEHOUSE_DEBUG).
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, MigrationError, loadConfig, type GatehouseConfig } from '@gatehouse/core';
+
+export const GATEHOUSE_VERSION: string = (() => {
+  try {
+    return JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../../../package.json'), 'utf8')).version;
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+export function fail(message: string): never {
+  process.stderr.write(`gatehouse: ${message}\n`);
+  process.exit(1);
+}
+
+/** Reads the environment, or exits with the configuration error on one line. */
+export function configFromEnv(): GatehouseConfig {
+  try {
+    return loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+}
+
+/** Runs a command body, turning expected errors into one line on stderr and exit code 1. */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      if (err instanceof ConfigError || err instanceof MigrationError) fail(err.message);
+      const e = err as NodeJS.ErrnoException;
+      if (process.env.GATEHOUSE_DEBUG) process.stderr.write(`${e?.stack ?? e}\n`);
+      fail(describe(e));
+    }
+  };
+}
+
+function describe(err: NodeJS.ErrnoException): string {
+  const text = String(err?.message ?? err).split('\n').find((l) => l.trim()) ?? 'failed';
+  if (err?.code === 'ECONNREFUSED' || /ECONNREFUSED|Can't reach database|DatabaseNotReachable/.test(String(err?.message))) {
+    return `cannot connect to the database (DATABASE_URL): ${text.trim()}`;
+  }
+  return text.trim();
+}

@@ -120,7 +120,10 @@ export class HttpProxyEngine implements ForwardingEngine {
     state.connected = false;
     let buffer: Readable | undefined;
     if (request.bufferedBody) buffer = Readable.from([request.bufferedBody]);
-    else if (hasStreamedBody(req)) {
+    else if (state.attempt > 0 && !state.gate) {
+      // A retry of a bodyless request: the client's stream has ended already and would never end the new one.
+      buffer = Readable.from([]);
+    } else if (hasStreamedBody(req)) {
       state.gate = new Readable({ read() {} });
       buffer = state.gate;
     } else state.gate = null;
@@ -201,7 +204,7 @@ export class HttpProxyEngine implements ForwardingEngine {
     const connectFailure = !state.connected && (CONNECT_ERRORS.has(code) || state.timedOut);
     // A reused keep-alive socket the upstream closed just as we wrote also counts as a connection failure.
     const staleSocket = state.connected && !state.responded && code === 'ECONNRESET' && !state.timedOut;
-    if ((connectFailure || staleSocket) && replayable && state.attempt < upstream.retries && !request.req.destroyed) {
+    if ((connectFailure || staleSocket) && replayable && state.attempt < upstream.retries && !request.res.destroyed && !request.req.socket.destroyed) {
       state.attempt++;
       this.attempt(state);
       return;

@@ -1,0 +1,266 @@
+// The proxy in-process against real upstream servers on loopback, config through the store's
+// snapshot contract (MemoryStore: the all-in-one mode's real store).
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { createServer as createNetServer, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { MemoryStore } from '@gatehouse/core/store/memory.ts';
+import { tempDir } from '@gatehouse/core/testing.ts';
+import { startDataPlane, type DataPlane } from '../src/index.ts';
+import { dpConfig, publish, req, route, service, snapshot, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
+
+describe('proxy', () => {
+  const store = new MemoryStore();
+  const dir = tempDir();
+  let dp: DataPlane;
+  let port: number;
+  let tlsPort: number;
+  let up: Upstream;
+  let version = 0;
+
+  async function apply(content: Parameters<typeof snapshot>[1]) {
+    const snap = snapshot(++version, content);
+    await publish(store, snap);
+    await waitFor('snapshot applied', () => dp.configVersion?.version === snap.version);
+  }
+
+  before(async () => {
+    up = await startUpstream('main');
+    dp = await startDataPlane({
+      config: dpConfig({ GATEHOUSE_DATA_DIR: dir.path, GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl' }),
+      store,
+      plugins: new Map(),
+    });
+    port = dp.addresses.find((a) => !a.ssl)!.port;
+    tlsPort = dp.addresses.find((a) => a.ssl)!.port;
+  });
+  after(async () => {
+    await dp.close();
+    await up.close();
+    dir.remove();
+  });
+
+  test('no configuration yet: 503 naming what it waits for', async () => {
+    const res = await req(port, '/');
+    assert.equal(res.status, 503);
+    assert.deepEqual(res.json(), { message: 'no configuration loaded yet: waiting for the control plane (in-process store)' });
+  });
+
+  test('forwards with strip_path, service path, query, and Kong headers; strips spoofed identity headers', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port, path: '/base' });
+    await apply({ services: [svc], routes: [route({ paths: ['/api'] }, svc)] });
+    const res = await req(port, '/api/items?a=1&b=%20', {
+      host: 'gw.example.test:8000',
+      headers: {
+        'X-Consumer-ID': 'spoofed',
+        'x-consumer-username': 'admin',
+        'X-Credential-Identifier': 'x',
+        'X-Authenticated-Scope': 'all',
+        'X-Authenticated-Userid': 'root',
+        'X-Anonymous-Consumer': 'false',
+        'X-Consumer-Custom-ID': 'c',
+        'x-forwarded-for': '203.0.113.9',
+        'x-forwarded-proto': 'https',
+        'x-forwarded-host': 'evil.test',
+        'x-forwarded-prefix': '/evil',
+      },
+    });
+    assert.equal(res.status, 200);
+    const echo: Echo = res.json();
+    assert.equal(echo.url, '/base/items?a=1&b=%20');
+    for (const h of ['x-consumer-id', 'x-consumer-username', 'x-credential-identifier', 'x-authenticated-scope', 'x-authenticated-userid', 'x-anonymous-consumer', 'x-consumer-custom-id']) {
+      assert.equal(echo.headers[h], undefined, `${h} must not reach the upstream`);
+    }
+    assert.equal(echo.headers.host, `127.0.0.1:${up.port}`);
+    // Untrusted peer: X-Forwarded-For is appended to, the others are replaced.
+    assert.equal(echo.headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+    assert.equal(echo.headers['x-real-ip'], '127.0.0.1');
+    assert.equal(echo.headers['x-forwarded-proto'], 'http');
+    assert.equal(echo.headers['x-forwarded-host'], 'gw.example.test');
+    assert.equal(echo.headers['x-forwarded-port'], String(port));
+    assert.equal(echo.headers['x-forwarded-path'], '/api/items');
+    assert.equal(echo.headers['x-forwarded-prefix'], '/api');
+    assert.equal(echo.headers.via, '1.1 gatehouse');
+    assert.match(echo.headers['x-request-id'] as string, /^[0-9a-f-]{36}$/);
+    assert.equal(res.headers.via, '1.1 gatehouse');
+    assert.equal(res.headers['x-request-id'], echo.headers['x-request-id']);
+  });
+
+  test('404 when no route matches', async () => {
+    const res = await req(port, '/nothing-here');
+    assert.equal(res.status, 404);
+    assert.deepEqual(res.json(), { message: 'no Route matched with those values' });
+  });
+
+  test('preserve_host and strip_path=false', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port });
+    await apply({ services: [svc], routes: [route({ paths: ['/keep'], strip_path: false, preserve_host: true }, svc)] });
+    const echo: Echo = (await req(port, '/keep/x', { host: 'client.example.test' })).json();
+    assert.equal(echo.url, '/keep/x');
+    assert.equal(echo.headers.host, 'client.example.test');
+  });
+
+  test('https-only route over http: 426 by default, or the configured redirect', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port });
+    await apply({
+      services: [svc],
+      routes: [
+        route({ paths: ['/secure'], protocols: ['https'] }, svc),
+        route({ paths: ['/moved'], protocols: ['https'], https_redirect_status_code: 301 }, svc),
+      ],
+    });
+    const res = await req(port, '/secure');
+    assert.equal(res.status, 426);
+    assert.deepEqual(res.json(), { message: 'Please use HTTPS protocol' });
+    const moved = await req(port, '/moved/a?b=1', { host: 'gw.example.test:8000' });
+    assert.equal(moved.status, 301);
+    assert.equal(moved.headers.location, 'https://gw.example.test/moved/a?b=1');
+    // Over TLS (self-signed certificate generated into the data dir) the route serves.
+    const tlsRes = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const r = httpsRequest({ host: '127.0.0.1', port: tlsPort, path: '/secure/z', rejectUnauthorized: false, agent: false }, (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      r.on('error', reject);
+      r.end();
+    });
+    assert.equal(tlsRes.status, 200);
+    const echo: Echo = JSON.parse(tlsRes.body);
+    assert.equal(echo.url, '/z');
+    assert.equal(echo.headers['x-forwarded-proto'], 'https');
+  });
+
+  test('disabled services and their routes are skipped; a route without a service answers 503', async () => {
+    const on = service({ host: '127.0.0.1', port: up.port });
+    const off = service({ host: '127.0.0.1', port: up.port, enabled: false });
+    await apply({
+      services: [on, off],
+      routes: [route({ paths: ['/off'] }, off), route({ paths: ['/'] }, on), route({ paths: ['/none'] }, null)],
+    });
+    const res = await req(port, '/off/x');
+    assert.equal(res.status, 200);
+    assert.equal(res.json().url, '/off/x');
+    const none = await req(port, '/none');
+    assert.equal(none.status, 503);
+    assert.deepEqual(none.json(), { message: 'no Service found with those values' });
+  });
+
+  test('upstream refusing connections: 502 after retries, and the proxy keeps serving', async () => {
+    const dead = await startUpstream('dead');
+    await dead.close();
+    const svc = service({ host: '127.0.0.1', port: dead.port, retries: 2 });
+    const ok = service({ host: '127.0.0.1', port: up.port });
+    await apply({ services: [svc, ok], routes: [route({ paths: ['/dead'] }, svc), route({ paths: ['/ok'] }, ok)] });
+    const res = await req(port, '/dead');
+    assert.equal(res.status, 502);
+    assert.deepEqual(res.json(), { message: 'An invalid response was received from the upstream server' });
+    assert.equal((await req(port, '/ok')).status, 200);
+  });
+
+  test('connections reset by the upstream are retried up to service.retries', async () => {
+    const flaky = await startUpstream('flaky');
+    // A front whose first `resets` connections are accepted and reset before any response.
+    const front = async (resets: number) => {
+      const server = createNetServer((sock: Socket) => {
+        if (resets-- > 0) sock.resetAndDestroy();
+        else flaky.server.emit('connection', sock);
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      return { server, port: (server.address() as { port: number }).port };
+    };
+    const a = await front(2);
+    const b = await front(1);
+    try {
+      const withRetries = service({ host: '127.0.0.1', port: a.port, retries: 3 });
+      const noRetries = service({ host: '127.0.0.1', port: b.port, retries: 0 });
+      await apply({ services: [withRetries, noRetries], routes: [route({ paths: ['/flaky'] }, withRetries), route({ paths: ['/once'] }, noRetries)] });
+      const res = await req(port, '/flaky');
+      assert.equal(res.status, 200);
+      assert.equal(res.json().upstream, 'flaky');
+      const once = await req(port, '/once');
+      assert.equal(once.status, 502);
+    } finally {
+      a.server.close();
+      b.server.close();
+      await flaky.close();
+    }
+  });
+
+  test('read timeout: 504 with Kong message', async () => {
+    const slow = await startUpstream('slow', (_req, res) => {
+      setTimeout(() => res.end('late'), 1500);
+      return true;
+    });
+    try {
+      const svc = service({ host: '127.0.0.1', port: slow.port, read_timeout: 200 });
+      await apply({ services: [svc], routes: [route({ paths: ['/slow'] }, svc)] });
+      const t0 = Date.now();
+      const res = await req(port, '/slow');
+      assert.equal(res.status, 504);
+      assert.deepEqual(res.json(), { message: 'The upstream server is timing out' });
+      assert.ok(Date.now() - t0 < 1400, 'answered before the upstream');
+    } finally {
+      await slow.close();
+    }
+  });
+
+  test('streams both ways: the response starts before the upstream finishes; a large body passes unbuffered', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const streaming = await startUpstream('stream', (r, res, body) => {
+      if (r.url === '/stream/upload') {
+        res.end(JSON.stringify({ bytes: body.length }));
+        return true;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first;');
+      void gate.then(() => res.end('last'));
+      return true;
+    });
+    try {
+      const svc = service({ host: '127.0.0.1', port: streaming.port });
+      await apply({ services: [svc], routes: [route({ paths: ['/stream'], strip_path: false }, svc)] });
+      const first = await new Promise<string>((resolve, reject) => {
+        const r = httpRequest({ host: '127.0.0.1', port, path: '/stream/down', agent: false }, (res) => {
+          res.once('data', (c: Buffer) => {
+            resolve(c.toString());
+            release();
+            res.resume();
+          });
+        });
+        r.on('error', reject);
+        r.end();
+      });
+      assert.equal(first, 'first;');
+      const big = Buffer.alloc(20 * 1024 * 1024, 7);
+      const res = await req(port, '/stream/upload', { method: 'POST', body: big, headers: { 'content-type': 'application/octet-stream' } });
+      assert.equal(res.status, 200);
+      assert.deepEqual(res.json(), { bytes: big.length });
+    } finally {
+      await streaming.close();
+    }
+  });
+
+  test('a snapshot swap does not disturb a request in flight: it finishes on the old config', async () => {
+    const old = await startUpstream('old', (_r, res) => {
+      setTimeout(() => res.end(JSON.stringify({ upstream: 'old' })), 300);
+      return true;
+    });
+    const fresh = await startUpstream('new');
+    try {
+      const a = service({ host: '127.0.0.1', port: old.port });
+      await apply({ services: [a], routes: [route({ paths: ['/swap'] }, a)] });
+      const inflight = req(port, '/swap');
+      await new Promise((r) => setTimeout(r, 50));
+      const b = service({ host: '127.0.0.1', port: fresh.port });
+      await apply({ services: [b], routes: [route({ paths: ['/swap'] }, b)] });
+      assert.equal((await inflight).json().upstream, 'old');
+      assert.equal((await req(port, '/swap')).json().upstream, 'new');
+    } finally {
+      await old.close();
+      await fresh.close();
+    }
+  });
+});

@@ -46,8 +46,9 @@ const host = z
     if (!isHost(v)) ctx.addIssue({ code: 'custom', message: `invalid value: ${v.slice(0, 100)}` });
   });
 
+const int = () => z.number({ error: 'expected an integer' }).int();
 const between = (min: number, max: number) =>
-  z.number().int().min(min, `value should be between ${min} and ${max}`).max(max, `value should be between ${min} and ${max}`);
+  int().min(min, `value should be between ${min} and ${max}`).max(max, `value should be between ${min} and ${max}`);
 
 const path = z
   .string()
@@ -245,12 +246,10 @@ const routeSchema = z
     snis: z.array(z.string().min(1).max(253)).nullable().default(null).transform(dedupe),
     sources: z.array(endpoint).nullable().default(null),
     destinations: z.array(endpoint).nullable().default(null),
-    https_redirect_status_code: z
-      .number()
-      .int()
+    https_redirect_status_code: int()
       .refine((v) => [426, 301, 302, 307, 308].includes(v), { message: 'expected one of: 426, 301, 302, 307, 308' })
       .default(426),
-    regex_priority: z.number().int().min(-2147483648).max(2147483647).default(0),
+    regex_priority: int().min(-2147483648).max(2147483647).default(0),
     strip_path: z.boolean().default(true),
     preserve_host: z.boolean().default(false),
     request_buffering: z.boolean().default(true),

@@ -91,7 +91,8 @@ export function zodToFieldErrors(error: z.ZodError, input?: unknown): FieldError
       case 'invalid_type': {
         const received = path.reduce<any>((v, k) => (v == null ? undefined : v[k]), input);
         if (received === undefined || received === null) message = 'required field missing';
-        else message = `expected ${typeName[issue.expected] ?? issue.expected}`;
+        // A schema's own message (z.number({ error: 'expected an integer' })) is kept.
+        else if (/^Invalid input/.test(message)) message = `expected ${typeName[issue.expected] ?? issue.expected}`;
         break;
       }
       case 'unrecognized_keys':

@@ -5,6 +5,7 @@ import {
   RedisStore,
   createLogger,
   loadConfig,
+  type ControlPlanePart,
   type Database,
   type EntityDefinition,
   type GatehouseConfig,
@@ -27,19 +28,29 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function openTestApp(options: { entities?: EntityDefinition[]; env?: Record<string, string> } = {}): Promise<TestApp> {
+export async function openTestApp(
+  options: { entities?: EntityDefinition[]; env?: Record<string, string>; pluginParts?: boolean } = {},
+): Promise<TestApp> {
   const { db, testDb, close } = await openTestDatabase();
   const prefix = testRedisPrefix();
   const store = new RedisStore({ url: TEST_REDIS_URL, prefix });
   const config = loadConfig({ GATEHOUSE_DATA_DIR: tmpdir(), REDIS_URL: TEST_REDIS_URL, GATEHOUSE_REDIS_PREFIX: prefix, ...options.env });
+  // The plugins' real control-plane parts (their admin entities and snapshot contributions).
+  const parts: ControlPlanePart[] = [];
+  if (options.pluginParts) {
+    for (const plugin of plugins.values()) {
+      if (plugin.controlPlane) parts.push(await (await plugin.controlPlane()).default({ config, db, store, logger: silentLogger }));
+    }
+  }
+  const entities = [...(options.entities ?? []), ...parts.flatMap((p) => p.entities ?? [])];
   const publisher = new SnapshotPublisher({
     db,
     store,
     logger: silentLogger,
-    parts: [],
+    parts,
     entities: { services: servicesEntity, routes: routesEntity, consumers: consumersEntity, plugins: pluginsEntity((n) => plugins.get(n)) },
   });
-  const app = createAdminApp({ config, db, store, logger: silentLogger, entities: options.entities, publisher });
+  const app = createAdminApp({ config, db, store, logger: silentLogger, entities, publisher });
   return {
     app,
     db,

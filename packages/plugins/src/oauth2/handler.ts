@@ -71,7 +71,10 @@ export function retrieveScope(params: Params, config: Oauth2Config): { scope: st
 
 /** Kong's check_https: true, or false / an error description. */
 function checkHttps(ctx: RequestContext, config: Oauth2Config): true | string | false {
-  if (ctx.scheme === 'https') return true;
+  // The connection's own scheme, as Kong's get_scheme(): ctx.scheme already believes a trusted
+  // peer's X-Forwarded-Proto, which this plugin only does with accept_http_if_already_terminated.
+  const socket = ctx.req.socket as { encrypted?: boolean } | undefined;
+  if (socket ? socket.encrypted === true : ctx.scheme === 'https') return true;
   if (!config.accept_http_if_already_terminated) return false;
   const raw = ctx.req.headers['x-forwarded-proto'];
   if (raw === undefined) return false;

@@ -302,7 +302,10 @@ export class TokenStore {
     const members = await this.store.smembers(KEYS.grant(grantId));
     const access = members.filter((m) => m.startsWith('a:')).map((m) => m.slice(2));
     const refresh = members.filter((m) => m.startsWith('r:')).map((m) => m.slice(2));
-    await this.store.del(...access.map(KEYS.access), ...refresh.map(KEYS.refresh), KEYS.grant(grantId));
+    // Only the members seen are removed: a token added meanwhile stays in the set for its issuer,
+    // which sees the marker and revokes it (deleting the whole set here would hide it).
+    await this.store.del(...access.map(KEYS.access), ...refresh.map(KEYS.refresh));
+    if (members.length) await this.store.srem(KEYS.grant(grantId), ...members);
     if (access.length) await this.publish({ a: access });
     if (options.emit) await this.emit({ t: 'grant_revoke', grant_id: grantId });
     return access.length;

@@ -19,6 +19,7 @@ import type express from 'express';
 export const silentLogger = createLogger({ role: 'test', silent: true });
 
 export interface TestApp {
+  prefix: string;
   app: express.Express;
   db: Database;
   testDb: TestDatabase;
@@ -29,7 +30,7 @@ export interface TestApp {
 }
 
 export async function openTestApp(
-  options: { entities?: EntityDefinition[]; env?: Record<string, string>; pluginParts?: boolean } = {},
+  options: { entities?: EntityDefinition[]; env?: Record<string, string>; pluginParts?: boolean; verifyIntervalMs?: number } = {},
 ): Promise<TestApp> {
   const { db, testDb, close } = await openTestDatabase();
   const prefix = testRedisPrefix();
@@ -48,10 +49,12 @@ export async function openTestApp(
     store,
     logger: silentLogger,
     parts,
+    verifyIntervalMs: options.verifyIntervalMs,
     entities: { services: servicesEntity, routes: routesEntity, consumers: consumersEntity, plugins: pluginsEntity((n) => plugins.get(n)) },
   });
   const app = createAdminApp({ config, db, store, logger: silentLogger, entities, publisher });
   return {
+    prefix,
     app,
     db,
     testDb,

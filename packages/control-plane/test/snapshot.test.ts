@@ -1,0 +1,185 @@
+// The control-plane half of config snapshots: every committed write bumps config_version, and
+// the publisher stores a complete snapshot in Redis, moves `config:latest` and announces it;
+// bursts coalesce without losing the last write; a flushed Redis is repopulated. Also
+// GET /clustering/data-planes from heartbeats written straight into the store.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Redis } from 'ioredis';
+import request from 'supertest';
+import { DATA_PLANE_TTL_S, RedisStore, SNAPSHOT_KEYS, hashContent, type DataPlaneHeartbeat, type Snapshot } from '@gatehouse/core';
+import { TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
+import { openTestApp, type TestApp } from './helpers.ts';
+
+let t: TestApp;
+let api: ReturnType<typeof request>;
+let raw: Redis;
+let listener: RedisStore;
+const announcements: { version: number; hash: string }[] = [];
+
+before(async () => {
+  t = await openTestApp({ verifyIntervalMs: 200 });
+  api = request(t.app);
+  raw = new Redis(TEST_REDIS_URL);
+  listener = new RedisStore({ url: TEST_REDIS_URL, prefix: t.prefix });
+  await listener.subscribe(SNAPSHOT_KEYS.channel, (m) => announcements.push(JSON.parse(m)));
+  await t.publisher.start();
+});
+after(async () => {
+  await listener.close();
+  const keys = await raw.keys(`${t.prefix}*`);
+  if (keys.length) await raw.del(...keys);
+  raw.disconnect();
+  await t.close();
+});
+
+const dbVersion = async () => Number((await t.db.prisma.configVersion.findUnique({ where: { id: 1 } }))!.version);
+const latest = async () => JSON.parse((await t.store.get(SNAPSHOT_KEYS.latest)) ?? 'null') as { version: number; hash: string } | null;
+const snapshotAt = async (v: number) => JSON.parse((await t.store.get(SNAPSHOT_KEYS.version(v))) ?? 'null') as Snapshot | null;
+
+async function until(what: string, fn: () => Promise<boolean>, ms = 5000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+test('on start the current version is published', async () => {
+  const p = await latest();
+  assert.equal(p?.version, 0);
+  const snap = await snapshotAt(0);
+  assert.deepEqual([snap!.services, snap!.routes, snap!.consumers, snap!.plugins], [[], [], [], []]);
+});
+
+test('a write bumps the version and publishes a complete, self-contained snapshot', async () => {
+  const v0 = await dbVersion();
+  const svc = (await api.post('/services').send({ name: 'snap-svc', url: 'http://up.test/base' }).expect(201)).body;
+  const route = (await api.post('/services/snap-svc/routes').send({ paths: ['/snap'] }).expect(201)).body;
+  const consumer = (await api.post('/consumers').send({ username: 'snap-user' }).expect(201)).body;
+  const plugin = (await api.post('/plugins').send({ name: 'oauth2', enabled: false, config: { enable_password_grant: true } }).expect(201)).body;
+  assert.equal(await dbVersion(), v0 + 4);
+  await t.publisher.flush();
+  const p = await latest();
+  assert.equal(p!.version, v0 + 4);
+  const snap = await snapshotAt(p!.version);
+  assert.ok(snap);
+  assert.equal(snap.version, p!.version);
+  assert.equal(snap.hash, p!.hash);
+  const { version, hash, created_at, ...content } = snap;
+  assert.equal(hashContent(content), hash, 'hash of the content');
+  assert.ok(created_at > 0);
+  // Entities exactly as the admin API shows them; disabled plugins included.
+  assert.deepEqual(snap.services, [(await api.get(`/services/${svc.id}`)).body]);
+  assert.deepEqual(snap.routes, [route]);
+  assert.deepEqual(snap.consumers, [consumer]);
+  assert.deepEqual(snap.plugins, [(await api.get(`/plugins/${plugin.id}`)).body]);
+  assert.equal(snap.plugins[0].enabled, false);
+  assert.deepEqual(snap.credentials, {});
+  await until('announcement', async () => announcements.some((a) => a.version === p!.version && a.hash === p!.hash));
+});
+
+test('failed writes and reads do not bump the version', async () => {
+  const v0 = await dbVersion();
+  await api.post('/services').send({}).expect(400);
+  await api.post('/services').send({ name: 'snap-svc', host: 'x.test' }).expect(409);
+  await api.get('/services').expect(200);
+  await api.delete('/services/not-there').expect(204);
+  assert.equal(await dbVersion(), v0);
+});
+
+test('a burst is coalesced and the last write is never lost', async () => {
+  const before = t.publisher.published;
+  const writes = Array.from({ length: 30 }, (_, i) => api.post('/consumers').send({ username: `burst-${i}` }).expect(201));
+  await Promise.all(writes);
+  await t.publisher.flush();
+  const published = t.publisher.published - before;
+  assert.ok(published >= 1 && published < 30, `30 writes gave ${published} snapshots`);
+  const p = await latest();
+  assert.equal(p!.version, await dbVersion());
+  const snap = await snapshotAt(p!.version);
+  for (let i = 0; i < 30; i++) assert.ok(snap!.consumers.some((c) => c.username === `burst-${i}`), `burst-${i} in the snapshot`);
+
+  // Back-to-back writes without waiting: the final state is always published.
+  for (let i = 0; i < 5; i++) {
+    await api.patch('/consumers/burst-0').send({ custom_id: `round-${i}` }).expect(200);
+  }
+  await until('last write published', async () => {
+    const l = await latest();
+    const s = l && (await snapshotAt(l.version));
+    return !!s && s.consumers.some((c) => c.username === 'burst-0' && c.custom_id === 'round-4');
+  });
+  assert.equal((await latest())!.version, await dbVersion());
+});
+
+test('older snapshots expire, the latest few are kept', async () => {
+  for (let i = 0; i < 8; i++) {
+    await api.patch('/consumers/burst-1').send({ custom_id: `keep-${i}` }).expect(200);
+    await t.publisher.flush();
+  }
+  const v = (await latest())!.version;
+  assert.equal(await raw.pttl(`${t.prefix}${SNAPSHOT_KEYS.version(v)}`), -1, 'latest does not expire');
+  const expiring: number[] = [];
+  for (let k = 0; k <= v; k++) {
+    const ttl = await raw.pttl(`${t.prefix}${SNAPSHOT_KEYS.version(k)}`);
+    if (ttl > 0) expiring.push(k);
+  }
+  assert.ok(expiring.length > 0, 'some older versions expire');
+  assert.ok(expiring.every((k) => k < v - 4), `only old versions expire: ${expiring.join(',')} (latest ${v})`);
+});
+
+test('the snapshot is republished after Redis loses it', async () => {
+  const v = await dbVersion();
+  const keys = await raw.keys(`${t.prefix}config:*`);
+  await raw.del(...keys);
+  assert.equal(await t.store.get(SNAPSHOT_KEYS.latest), null);
+  await until('republish', async () => (await latest())?.version === v && (await snapshotAt(v)) !== null);
+  // Only the snapshot body lost (latest still there): also noticed.
+  await raw.del(`${t.prefix}${SNAPSHOT_KEYS.version(v)}`);
+  await until('republish of the body', async () => (await snapshotAt(v)) !== null);
+});
+
+test('GET /clustering/data-planes lists live data planes with their sync status', async () => {
+  await t.publisher.flush();
+  const p = (await latest())!;
+  const now = Math.floor(Date.now() / 1000);
+  const hb = (id: string, extra: Partial<DataPlaneHeartbeat>): DataPlaneHeartbeat => ({
+    id,
+    hostname: `${id}.local`,
+    ip: '10.0.0.1',
+    version: '0.1.0',
+    config_version: p.version,
+    config_hash: p.hash,
+    last_seen: now,
+    workers: 2,
+    ...extra,
+  });
+  await t.store.hset(SNAPSHOT_KEYS.dataPlanes, 'dp-a', JSON.stringify(hb('dp-a', {})));
+  await t.store.hset(SNAPSHOT_KEYS.dataPlanes, 'dp-b', JSON.stringify(hb('dp-b', { config_hash: 'f'.repeat(64), config_version: 1 })));
+  await t.store.hset(SNAPSHOT_KEYS.dataPlanes, 'dp-c', JSON.stringify(hb('dp-c', { config_hash: null, config_version: null })));
+  await t.store.hset(SNAPSHOT_KEYS.dataPlanes, 'dp-old', JSON.stringify(hb('dp-old', { last_seen: now - DATA_PLANE_TTL_S - 10 })));
+  await t.store.hset(SNAPSHOT_KEYS.dataPlanes, 'dp-garbage', '{not json');
+  const res = await api.get('/clustering/data-planes').expect(200);
+  assert.equal(res.body.next, null);
+  assert.deepEqual(
+    res.body.data.map((d: any) => [d.id, d.sync_status]),
+    [
+      ['dp-a', 'normal'],
+      ['dp-b', 'out_of_sync'],
+      ['dp-c', 'unknown'],
+    ],
+  );
+  assert.deepEqual(res.body.data[0], {
+    id: 'dp-a',
+    hostname: 'dp-a.local',
+    ip: '10.0.0.1',
+    version: '0.1.0',
+    config_hash: p.hash,
+    config_version: p.version,
+    last_seen: now,
+    sync_status: 'normal',
+    workers: 2,
+  });
+  const left = await t.store.hgetall(SNAPSHOT_KEYS.dataPlanes);
+  assert.deepEqual(Object.keys(left).sort(), ['dp-a', 'dp-b', 'dp-c'], 'stale and unreadable entries dropped');
+});

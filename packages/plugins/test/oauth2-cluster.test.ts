@@ -1,0 +1,326 @@
+// The oauth2 plugin across the split: a real control plane (Postgres, admin API) and two real
+// data planes sharing only Redis. Admin entities, stream → Postgres, revocation propagation
+// (p99 over 50 revocations), issuance with the control plane down, restore after Redis loses keys.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { loadConfig } from '@gatehouse/core/config.ts';
+import { sha256Hex } from '@gatehouse/core/crypto.ts';
+import { RedisStore } from '@gatehouse/core/store/redis.ts';
+import { createTestDatabase, tempDir, testRedisPrefix, TEST_REDIS_URL, type TestDatabase } from '@gatehouse/core/testing.ts';
+import { startControlPlane, type ControlPlane } from '@gatehouse/control-plane';
+import { startDataPlane } from '@gatehouse/data-plane';
+import type { Oauth2DataPlaneHandler } from '../src/oauth2/handler.ts';
+import { KEYS } from '../src/oauth2/tokens.ts';
+import { basic, request, silent, startEchoUpstream, type TestDataPlane, type Upstream } from './oauth2-helpers.ts';
+
+let testDb: TestDatabase;
+let prefix: string;
+let cp: ControlPlane;
+let admin: string;
+let upstream: Upstream;
+const dps: TestDataPlane[] = [];
+const dirs: { remove(): void }[] = [];
+let probe: RedisStore;
+
+function cpConfig() {
+  const dir = tempDir('gatehouse-cp-');
+  dirs.push(dir);
+  return loadConfig({
+    DATABASE_URL: testDb.url,
+    REDIS_URL: TEST_REDIS_URL,
+    GATEHOUSE_REDIS_PREFIX: prefix,
+    GATEHOUSE_ADMIN_LISTEN: '127.0.0.1:0',
+    GATEHOUSE_DATA_DIR: dir.path,
+    GATEHOUSE_LOG_LEVEL: 'error',
+    GATEHOUSE_NODE_ID: 'cp-oauth2-test',
+  });
+}
+
+async function startCp() {
+  cp = await startControlPlane({ config: cpConfig(), logger: silent, verifyIntervalMs: 500 });
+  admin = cp.adminAddresses[0].url;
+}
+
+async function api(method: string, path: string, body?: unknown) {
+  const res = await fetch(`${admin}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+let credential: { id: string; client_id: string; client_secret: string };
+let provisionKey: string;
+
+before(async () => {
+  testDb = await createTestDatabase();
+  prefix = testRedisPrefix();
+  probe = new RedisStore({ url: TEST_REDIS_URL, prefix });
+  upstream = await startEchoUpstream();
+  await startCp();
+  for (let i = 0; i < 2; i++) {
+    const dir = tempDir('gatehouse-dp-');
+    dirs.push(dir);
+    const config = loadConfig({
+      REDIS_URL: TEST_REDIS_URL,
+      GATEHOUSE_REDIS_PREFIX: prefix,
+      GATEHOUSE_DATA_DIR: dir.path,
+      GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl',
+      GATEHOUSE_LOG_LEVEL: 'error',
+    });
+    const dp = await startDataPlane({ config, logger: silent, pollIntervalMs: 200 });
+    const httpPort = dp.addresses.find((a) => !a.ssl)!.port;
+    const httpsPort = dp.addresses.find((a) => a.ssl)!.port;
+    dps.push({
+      dp,
+      httpPort,
+      httpsPort,
+      handler: () => dp.proxy.plugins.handler('oauth2') as Oauth2DataPlaneHandler,
+      call: (path, o = {}) => request(o.https === false ? httpPort : httpsPort, path, { https: o.https !== false, ...o }),
+    });
+  }
+
+  const svc = await api('POST', '/services', { name: 'stepon', url: `http://127.0.0.1:${upstream.port}` });
+  assert.equal(svc.status, 201, JSON.stringify(svc.body));
+  assert.equal((await api('POST', '/services/stepon/routes', { name: 'stepon', paths: ['/api'] })).status, 201);
+  const plugin = await api('POST', '/services/stepon/plugins', {
+    name: 'oauth2',
+    config: { enable_client_credentials: true, enable_password_grant: true, enable_authorization_code: true, scopes: ['a', 'b'] },
+  });
+  assert.equal(plugin.status, 201, JSON.stringify(plugin.body));
+  provisionKey = plugin.body.config.provision_key;
+  assert.equal((await api('POST', '/consumers', { username: 'bob' })).status, 201);
+  const cred = await api('POST', '/consumers/bob/oauth2', { name: 'app', redirect_uris: ['https://app.test/cb'] });
+  assert.equal(cred.status, 201, JSON.stringify(cred.body));
+  credential = cred.body;
+  // Both data planes serve the configuration.
+  for (const d of dps) {
+    await waitFor('the token endpoint on each data plane', async () => (await token(d)).status === 200);
+  }
+});
+
+after(async () => {
+  for (const d of dps) await d.dp.close();
+  await cp?.close();
+  await upstream.close();
+  await probe.close();
+  await testDb.drop();
+  for (const d of dirs) d.remove();
+});
+
+function token(d: TestDataPlane, params: Record<string, string> = {}) {
+  return d.call('/api/oauth2/token', { form: { grant_type: 'client_credentials', client_id: credential.client_id, client_secret: credential.client_secret, ...params } });
+}
+async function newToken(d = dps[0], params: Record<string, string> = {}): Promise<string> {
+  const res = await token(d, params);
+  assert.equal(res.status, 200, res.body);
+  return res.json().access_token;
+}
+const use = (d: TestDataPlane, t: string) => d.call('/api/x', { https: false, headers: { authorization: `Bearer ${t}` } });
+
+describe('admin entities', () => {
+  test('credential: the plaintext secret only in the write response; GET shows a hash; client_id endpoint key', async () => {
+    assert.match(credential.client_secret, /^[A-Za-z0-9]{32}$/);
+    assert.match(credential.client_id, /^[A-Za-z0-9]{32}$/);
+    const got = await api('GET', `/oauth2/${credential.client_id}`);
+    assert.equal(got.status, 200);
+    assert.equal(got.body.id, credential.id);
+    assert.notEqual(got.body.client_secret, credential.client_secret);
+    assert.match(got.body.client_secret, /^\$sha256\$/);
+    assert.equal(got.body.hash_secret, false);
+    assert.equal(got.body.client_type, 'confidential');
+    assert.deepEqual(got.body.consumer, { id: (await api('GET', '/consumers/bob')).body.id });
+    const nested = await api('GET', `/consumers/bob/oauth2/${credential.id}`);
+    assert.equal(nested.status, 200);
+    const dbRow = await cp.db.prisma.oauth2Credential.findUnique({ where: { id: credential.id } });
+    assert.ok(!JSON.stringify(dbRow).includes(credential.client_secret), 'no plaintext in Postgres');
+  });
+
+  test('credential validation: name required, redirect_uris errors, consumer required, all-or-none secret rule', async () => {
+    const noName = await api('POST', '/consumers/bob/oauth2', {});
+    assert.equal(noName.status, 400);
+    assert.equal(noName.body.message, 'schema violation (name: required field missing)');
+    const uris = await api('POST', '/consumers/bob/oauth2', { name: 'x', redirect_uris: ['https://ok.test/', 'not-valid', 'https://x.test/#frag'] });
+    assert.equal(uris.status, 400);
+    assert.deepEqual(uris.body.fields, { redirect_uris: [null, "cannot parse 'not-valid'", "fragment not allowed in 'https://x.test/#frag'"] });
+    const noConsumer = await api('POST', '/oauth2', { name: 'x' });
+    assert.equal(noConsumer.status, 400);
+    assert.equal(noConsumer.body.message, 'schema violation (consumer: required field missing)');
+    const type = await api('POST', '/consumers/bob/oauth2', { name: 'x', client_type: 'other' });
+    assert.deepEqual(type.body.fields, { client_type: 'expected one of: confidential, public' });
+    const half = await api('PATCH', `/oauth2/${credential.id}`, { client_secret: 'new-secret' });
+    assert.equal(half.status, 400);
+    assert.deepEqual(half.body.fields, { '@entity': ["all or none of these fields must be set: 'hash_secret', 'client_secret'"] });
+    const rename = await api('PATCH', `/oauth2/${credential.id}`, { name: 'renamed' });
+    assert.equal(rename.status, 200);
+    // The secret is untouched by an unrelated PATCH.
+    await waitFor('renamed credential still authenticates', async () => (await token(dps[0])).status === 200);
+  });
+
+  test('hash_secret: bcrypt stored, secret shown once, works on the data planes; Kong PBKDF2 imports verify', async () => {
+    const res = await api('POST', '/consumers/bob/oauth2', { name: 'hashed', hash_secret: true, client_secret: 'my-secret' });
+    assert.equal(res.status, 201);
+    assert.equal(res.body.client_secret, 'my-secret');
+    const got = await api('GET', `/oauth2/${res.body.id}`);
+    assert.match(got.body.client_secret, /^\$2[aby]\$/);
+    const form = { grant_type: 'client_credentials', client_id: res.body.client_id, client_secret: 'my-secret' };
+    await waitFor('hashed credential on dp', async () => (await dps[1].call('/api/oauth2/token', { form })).status === 200);
+    const wrong = await dps[1].call('/api/oauth2/token', { form: { ...form, client_secret: 'nope' } });
+    assert.equal(wrong.json().error, 'invalid_client');
+    // Kong's $pbkdf2-sha512$ PHC string (hash_secret=true) imported as is.
+    const { pbkdf2Sync, randomBytes } = await import('node:crypto');
+    const salt = randomBytes(16);
+    const phc = `$pbkdf2-sha512$i=10000,l=32$${salt.toString('base64').replace(/=+$/, '')}$${pbkdf2Sync('kong-secret', salt, 10000, 32, 'sha512').toString('base64').replace(/=+$/, '')}`;
+    const imported = await api('POST', '/consumers/bob/oauth2', { name: 'from-kong', hash_secret: true, client_secret: phc });
+    assert.equal(imported.status, 201);
+    const kform = { grant_type: 'client_credentials', client_id: imported.body.client_id, client_secret: 'kong-secret' };
+    await waitFor('imported credential on dp', async () => (await dps[0].call('/api/oauth2/token', { form: kform })).status === 200);
+  });
+
+  test('oauth2_tokens: validation, POST shows the plaintext once, PUT by value, PATCH re-keys, DELETE revokes', async () => {
+    const empty = await api('POST', '/oauth2_tokens', {});
+    assert.equal(empty.status, 400);
+    assert.deepEqual(empty.body.fields, { expires_in: 'required field missing', credential: 'required field missing' });
+    const frac = await api('POST', '/oauth2_tokens', { credential: { id: credential.id }, expires_in: 1.5 });
+    assert.deepEqual(frac.body.fields, { expires_in: 'expected an integer' });
+
+    const svc = (await api('GET', '/services/stepon')).body;
+    const created = await api('POST', '/oauth2_tokens', { credential: { id: credential.id }, service: { id: svc.id }, expires_in: 3600, scope: 'a' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const plain = created.body.access_token;
+    assert.match(plain, /^[A-Za-z0-9]{32}$/);
+    assert.equal(created.body.token_type, 'bearer');
+    const listed = await api('GET', `/oauth2_tokens/${created.body.id}`);
+    assert.equal(listed.body.access_token, null, 'never shown again');
+    assert.equal((await api('GET', `/oauth2_tokens/${plain}`)).body.id, created.body.id, 'looked up by hash');
+    const up = await use(dps[1], plain);
+    assert.equal(up.status, 200);
+    assert.equal(up.json().headers['x-authenticated-scope'], 'a');
+
+    const put = await api('PUT', '/oauth2_tokens/foobar', { credential: { id: credential.id }, service: { id: svc.id }, expires_in: 0 });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    assert.equal(put.body.access_token, 'foobar');
+    assert.equal((await use(dps[0], 'foobar')).status, 200);
+
+    const patched = await api('PATCH', `/oauth2_tokens/${created.body.id}`, { access_token: 'rekeyed-token' });
+    assert.equal(patched.status, 200);
+    assert.equal((await use(dps[1], 'rekeyed-token')).status, 200);
+    assert.equal((await use(dps[1], plain)).status, 401);
+
+    assert.equal((await api('DELETE', '/oauth2_tokens/foobar')).status, 204);
+    assert.equal((await use(dps[0], 'foobar')).status, 401);
+    assert.equal((await api('GET', '/oauth2_tokens/foobar')).status, 404);
+  });
+});
+
+describe('across the split', () => {
+  test('a token issued on a data plane is in Postgres (GET /oauth2_tokens) within a second, hash only', async () => {
+    const t = await newToken(dps[0], { scope: 'b' });
+    const start = Date.now();
+    const row = await waitFor('token row', async () => (await api('GET', `/oauth2_tokens/${t}`)).body?.id ? (await api('GET', `/oauth2_tokens/${t}`)).body : null, 3000);
+    assert.ok(Date.now() - start < 1000, `took ${Date.now() - start} ms`);
+    assert.equal(row.scope, 'b');
+    assert.equal(row.access_token, null);
+    assert.equal(row.credential.id, credential.id);
+    const list = await api('GET', '/oauth2_tokens');
+    assert.ok(list.body.data.some((x: { id: string }) => x.id === row.id));
+    const dbRow = await cp.db.prisma.oauth2Token.findUnique({ where: { id: row.id } });
+    assert.equal(dbRow!.accessTokenHash, sha256Hex(t));
+  });
+
+  test('code issued on one data plane, exchanged on the other', async () => {
+    const a = await dps[0].call('/api/oauth2/authorize', { form: { provision_key: provisionKey, authenticated_userid: 'clark', client_id: credential.client_id, response_type: 'code', scope: 'a b' } });
+    assert.equal(a.status, 200, a.body);
+    const code = new URL(a.json().redirect_uri).searchParams.get('code')!;
+    const t = await dps[1].call('/api/oauth2/token', { form: { grant_type: 'authorization_code', code, client_id: credential.client_id, client_secret: credential.client_secret } });
+    assert.equal(t.status, 200, t.body);
+    const up = await use(dps[0], t.json().access_token);
+    assert.equal(up.json().headers['x-authenticated-userid'], 'clark');
+  });
+
+  test('revocation reaches every data plane within 100 ms (p99 over 50, admin DELETE and RFC 7009)', async () => {
+    const tokens: string[] = [];
+    for (let i = 0; i < 50; i++) tokens.push(await newToken(dps[i % 2]));
+    // Cached on both data planes.
+    for (const t of tokens) for (const d of dps) assert.equal((await use(d, t)).status, 200);
+    await waitFor('tokens persisted', async () => (await cp.db.prisma.oauth2Token.count({ where: { accessTokenHash: { in: tokens.map(sha256Hex) } } })) === 50);
+
+    const seen = new Map<string, number[]>();
+    for (const d of dps) {
+      d.handler().tokens.onRevocation = (m) => {
+        const t = performance.now();
+        for (const h of m.a ?? []) seen.set(h, [...(seen.get(h) ?? []), t]);
+      };
+    }
+    const latencies: number[] = [];
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i];
+      const h = sha256Hex(t);
+      seen.delete(h);
+      const start = performance.now();
+      if (i % 2 === 0) {
+        assert.equal((await api('DELETE', `/oauth2_tokens/${t}`)).status, 204);
+      } else {
+        const r = await dps[0].call('/api/oauth2/revoke', { form: { token: t }, headers: { authorization: basic(credential.client_id, credential.client_secret) } });
+        assert.equal(r.status, 200);
+      }
+      await waitFor('revocation on both data planes', async () => (seen.get(h)?.length ?? 0) >= 2, 2000);
+      latencies.push(Math.max(...seen.get(h)!) - start);
+      for (const d of dps) assert.equal((await use(d, t)).status, 401, `token ${i} still accepted`);
+    }
+    for (const d of dps) d.handler().tokens.onRevocation = null;
+    latencies.sort((a, b) => a - b);
+    const p99 = latencies[Math.ceil(latencies.length * 0.99) - 1];
+    console.log(`top: ${latencies.slice(-5).map((x) => x.toFixed(1)).join(" ")}`);
+    console.log(`revocation propagation over ${latencies.length}: p50 ${latencies[25].toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${latencies.at(-1)!.toFixed(1)} ms`);
+    assert.ok(p99 < 100, `p99 ${p99} ms`);
+    await waitFor('rows deleted', async () => (await cp.db.prisma.oauth2Token.count({ where: { accessTokenHash: { in: tokens.map(sha256Hex) } } })) === 0);
+  });
+
+  test('deleting a credential revokes its cached tokens on every data plane before the next snapshot', async () => {
+    const cred = (await api('POST', '/consumers/bob/oauth2', { name: 'doomed' })).body;
+    const form = { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret };
+    const res = await waitFor('doomed on dp', async () => {
+      const r = await dps[0].call('/api/oauth2/token', { form });
+      return r.status === 200 ? r : null;
+    });
+    const t = res.json().access_token;
+    await waitFor('doomed works on dp1', async () => (await use(dps[1], t)).status === 200);
+    assert.equal((await api('DELETE', `/oauth2/${cred.id}`)).status, 204);
+    await waitFor('credential revocation', async () => (await use(dps[0], t)).status === 401 && (await use(dps[1], t)).status === 401, 1000);
+  });
+
+  test('issuance works with the control plane down; the stream catches up when it returns', async () => {
+    await cp.close();
+    const t = await newToken(dps[1], { scope: 'a' });
+    assert.equal((await use(dps[0], t)).status, 200);
+    await startCp();
+    const row = await waitFor('row after restart', async () => {
+      const r = await api('GET', `/oauth2_tokens/${t}`);
+      return r.status === 200 ? r.body : null;
+    });
+    assert.equal(row.scope, 'a');
+  });
+
+  test('Redis losing the keys: the control plane restores live tokens from Postgres', async () => {
+    const t = await newToken(dps[0]);
+    await waitFor('persisted', async () => (await api('GET', `/oauth2_tokens/${t}`)).status === 200);
+    // Simulate data loss for this token and the sentinel (never a FLUSH: other tests share Redis).
+    await probe.del(KEYS.access(sha256Hex(t)), KEYS.sentinel);
+    assert.equal((await use(dps[1], t)).status, 401, 'gone from Redis (never cached on this data plane)');
+    await waitFor('sentinel restored', () => probe.exists(KEYS.sentinel), 5000);
+    assert.equal((await use(dps[1], t)).status, 200, 'restored');
+  });
+});

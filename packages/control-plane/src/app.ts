@@ -351,6 +351,11 @@ export function createAdminApp(options: AdminAppOptions): express.Express {
     } catch {
       throw notFound();
     }
+    // Postgres cannot compare text with a NUL character: no entity can match one.
+    if (seg.some((s) => s.includes('\u0000'))) throw notFound();
+    for (const [k, v] of query) {
+      if (k.includes('\u0000') || v.includes('\u0000')) throw new KongError(400, { message: `invalid query parameter '${k.replace(/\u0000/g, '')}': NUL character` });
+    }
 
     if (method === 'OPTIONS') {
       res.setHeader('Allow', seg.length % 2 === 1 ? METHODS_COLLECTION : METHODS_ITEM);

@@ -47,6 +47,37 @@ function deepMerge(base: unknown, patch: unknown, depth = 0): unknown {
   return out;
 }
 
+function findNul(value: unknown, path: string[], errors: FieldErrors, depth = 0): void {
+  if (depth > 64) return;
+  if (typeof value === 'string') {
+    if (value.includes('\u0000') && path.length) setError(errors, path, 'invalid value: contains a NUL character');
+    return;
+  }
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => findNul(v, [...path, String(i)], errors, depth + 1));
+    return;
+  }
+  if (isPlainObject(value)) {
+    for (const [k, v] of Object.entries(value)) {
+      if (k.includes('\u0000')) setError(errors, path.length ? path : ['@entity'], 'invalid field name: contains a NUL character');
+      else findNul(v, [...path, k], errors, depth + 1);
+    }
+  }
+}
+
+function setError(errors: FieldErrors, path: string[], message: string) {
+  if (path[0] === '@entity') {
+    errors['@entity'] = [...((errors['@entity'] as string[]) ?? []), message];
+    return;
+  }
+  let node: any = errors;
+  for (const key of path.slice(0, -1)) {
+    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+    node = node[key];
+  }
+  node[path[path.length - 1]] ??= message;
+}
+
 const foreignKeyViolation = (fkValue: Row, field: string, parentName: string) =>
   new KongError(400, {
     code: 4,
@@ -106,7 +137,8 @@ function decodeOffset(raw: string): string {
   return parsed[0];
 }
 
-const TAG_RE = /^[\x21-\x2b\x2d\x2e\x30-\x7e\u0080-\uffff]+$/u;
+const TAG_RE = /^[\x21-\x2b\x2d\x2e\x30-\x7e\u0080-\u{10ffff}]+$/u;
+const TAG_MESSAGE = 'invalid tag: expected printable ascii (except `,` and `/`) or valid utf-8 sequences';
 
 function tagsFilter(query: URLSearchParams): { where: Row | null; raw: string | null } {
   const raw = query.get('tags');
@@ -312,10 +344,19 @@ export class EntityEngine {
     }
     if (req.mode === 'upsert' && segment !== undefined && !segmentIsId && def.endpointKey) input[def.endpointKey] = segment;
 
+    // Postgres stores no NUL character in text or JSON: refuse it as a field error.
+    findNul(input, [], errors);
+    for (const [field, v] of Object.entries(fkInput)) findNul(v, [field], errors);
+
     const schema = def.schemaFor ? def.schemaFor(input, existing) : def.schema;
     if (req.form) input = formCoerce(schema, input) as Row;
     const parsed = schema.safeParse(input);
     if (!parsed.success) Object.assign(errors, zodToFieldErrors(parsed.error, input));
+    // Kong's `tags` typedef holds for every entity (the ?tags= filter depends on it).
+    if (Array.isArray(input.tags) && errors.tags === undefined) {
+      const bad = input.tags.map((tag: unknown) => (typeof tag === 'string' && !TAG_RE.test(tag) ? TAG_MESSAGE : null));
+      if (bad.some(Boolean)) errors.tags = bad;
+    }
     const value: Row = parsed.success ? { ...parsed.data } : {};
 
     // Shape of each foreign key: {id} or {<endpoint key>} or null.

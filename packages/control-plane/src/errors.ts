@@ -56,6 +56,9 @@ export function mapError(err: unknown): MappedError {
     return { status: 503, body: { message: `database unavailable: ${shortReason(err)}` } };
   }
   const e = err as any;
+  if (e?.code === 'P2021' || e?.code === 'P2022' || /relation "[^"]+" does not exist/.test(String(e?.message))) {
+    return { status: 503, body: { message: 'database unavailable: the schema is not migrated (run `gatehouse migrations up`)' } };
+  }
   if (e?.code === 'P2002') {
     return { status: 409, body: { code: 5, name: 'unique constraint violation', message: 'UNIQUE violation detected' } };
   }

@@ -9,7 +9,9 @@ import {
   ConfigError,
   createLogger,
   isLoopback,
+  MigrationError,
   migrateUp,
+  migrationStatus,
   openDatabase,
   openStore,
   type ControlPlanePart,
@@ -93,6 +95,14 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
     if (config.autoMigrate) {
       const applied = await migrateUp(db.sql);
       if (applied.length) logger.info('migrations applied', { migrations: applied });
+    } else {
+      const states = await migrationStatus(db.sql);
+      const notApplied = states.filter((m) => m.status !== 'applied');
+      if (notApplied.length) {
+        throw new MigrationError(
+          `the database is not up to date (${notApplied.map((m) => `${m.name}: ${m.status}`).join(', ')}); run \`gatehouse migrations up\` or unset GATEHOUSE_AUTO_MIGRATE=off`,
+        );
+      }
     }
     logger.info('database ready', { kind: db.kind, location: db.location });
 

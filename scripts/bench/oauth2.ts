@@ -1,0 +1,184 @@
+// oauth2 bench case: a real data plane (in this process) in front of a real upstream, loaded by
+// scripts/bench/load.mjs in a separate process.
+//   1. the same upstream through a route without plugins vs a route with oauth2 and a valid
+//      token (target: oauth2 ≥ 0.85× the plain route's requests/s);
+//   2. client_credentials issuance for a credential with a hashed (bcrypt) secret
+//      (target: ≥ 500 tokens/s).
+// Run alone: `node --import tsx scripts/bench/oauth2.ts` (needs Redis on REDIS_URL or
+// 127.0.0.1:6379); `runOauth2Bench()` is what scripts/bench/run.ts calls.
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { loadConfig } from '@gatehouse/core/config.ts';
+import { createLogger } from '@gatehouse/core/logger.ts';
+import { hashContent, SNAPSHOT_KEYS, type Snapshot, type SnapshotContent } from '@gatehouse/core/snapshot.ts';
+import { RedisStore } from '@gatehouse/core/store/redis.ts';
+import { tempDir, testRedisPrefix } from '@gatehouse/core/testing.ts';
+import { startDataPlane } from '@gatehouse/data-plane';
+import { oauth2Plugin } from '@gatehouse/plugins/oauth2/index.ts';
+import { oauth2ConfigSchema } from '@gatehouse/plugins/oauth2/schema.ts';
+import { hashSecret } from '@gatehouse/plugins/oauth2/secrets.ts';
+
+export interface BenchResult {
+  name: string;
+  value: number;
+  unit: string;
+  target: string;
+  pass: boolean;
+  detail?: Record<string, unknown>;
+}
+
+interface LoadResult {
+  requests: number;
+  errors: number;
+  rps: number;
+  statuses: Record<string, number>;
+  p50: number;
+  p99: number;
+}
+
+function load(options: { url: string; method?: string; headers?: Record<string, string>; body?: string | null; durationMs: number; concurrency: number }): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(import.meta.dirname, 'load.mjs'), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`load generator exited with ${code}`))));
+  });
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+
+export async function runOauth2Bench(options: { durationMs?: number; concurrency?: number } = {}): Promise<BenchResult[]> {
+  const durationMs = options.durationMs ?? Number(process.env.BENCH_DURATION_MS ?? 5000);
+  const concurrency = options.concurrency ?? 32;
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const prefix = testRedisPrefix().replace('gh_test_', 'gh_bench_');
+  const store = new RedisStore({ url: redisUrl, prefix });
+  const dir = tempDir('gatehouse-bench-');
+  const upstream = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{"ok":true}');
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  const upstreamPort = (upstream.address() as AddressInfo).port;
+  const dp = await startDataPlane({
+    config: loadConfig({
+      REDIS_URL: redisUrl,
+      GATEHOUSE_REDIS_PREFIX: prefix,
+      GATEHOUSE_DATA_DIR: dir.path,
+      GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl',
+      GATEHOUSE_LOG_LEVEL: 'error',
+    }),
+    logger: createLogger({ role: 'bench', silent: true }),
+  });
+  try {
+    const httpPort = dp.addresses.find((a) => !a.ssl)!.port;
+    const httpsPort = dp.addresses.find((a) => a.ssl)!.port;
+    const t = now();
+    const service = {
+      id: randomUUID(), name: 'bench', protocol: 'http', host: '127.0.0.1', port: upstreamPort, path: null, retries: 0,
+      connect_timeout: 5000, write_timeout: 5000, read_timeout: 5000, tags: null, client_certificate: null, tls_verify: null,
+      tls_verify_depth: null, ca_certificates: null, enabled: true, created_at: t, updated_at: t,
+    };
+    const route = (name: string, path: string) => ({
+      id: randomUUID(), name, protocols: ['http', 'https'], methods: null, hosts: null, paths: [path], headers: null, snis: null,
+      sources: null, destinations: null, https_redirect_status_code: 426, regex_priority: 0, strip_path: true, preserve_host: false,
+      request_buffering: true, response_buffering: true, path_handling: 'v0', tags: null, service: { id: service.id }, created_at: t, updated_at: t,
+    });
+    const plain = route('plain', '/plain');
+    const secure = route('secure', '/secure');
+    const config = oauth2Plugin.completeConfig!(oauth2ConfigSchema.parse({ enable_client_credentials: true, token_expiration: 120 }), null);
+    const plugin = {
+      id: randomUUID(), name: 'oauth2', instance_name: null, config, protocols: ['grpc', 'grpcs', 'http', 'https'], enabled: true, tags: null,
+      service: null, route: { id: secure.id }, consumer: null, created_at: t, updated_at: t,
+    };
+    const consumer = { id: randomUUID(), username: 'bench', custom_id: null, tags: null, created_at: t, updated_at: t };
+    const secret = 'bench-secret-0123456789';
+    const credential = {
+      id: randomUUID(), consumer: { id: consumer.id }, name: 'bench', client_id: 'bench-client', client_secret: await hashSecret(secret, true),
+      hash_secret: true, redirect_uris: null, client_type: 'confidential', tags: null, created_at: t,
+    };
+    const content: SnapshotContent = { services: [service], routes: [plain, secure], consumers: [consumer], plugins: [plugin], credentials: { oauth2_credentials: [credential] } };
+    const snap: Snapshot = { version: 1, hash: hashContent(content), created_at: t, ...content };
+    await store.set(SNAPSHOT_KEYS.version(1), JSON.stringify(snap));
+    const pointer = JSON.stringify({ version: 1, hash: snap.hash });
+    await store.set(SNAPSHOT_KEYS.latest, pointer);
+    await store.publish(SNAPSHOT_KEYS.channel, pointer);
+    const deadline = Date.now() + 10_000;
+    while (dp.configVersion?.version !== 1) {
+      if (Date.now() > deadline) throw new Error('the data plane did not apply the bench snapshot');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+
+    const tokenBody = `grant_type=client_credentials&client_id=bench-client&client_secret=${secret}`;
+    // One token for the resource runs.
+    const issued = await new Promise<string>((resolve, reject) => {
+      import('node:https').then(({ request }) => {
+        const r = request(
+          { host: '127.0.0.1', port: httpsPort, path: '/secure/oauth2/token', method: 'POST', rejectUnauthorized: false, headers: { 'content-type': 'application/x-www-form-urlencoded' } },
+          (res) => {
+            let b = '';
+            res.on('data', (c) => (b += c));
+            res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(b).access_token) : reject(new Error(`token endpoint: ${res.statusCode} ${b}`))));
+          },
+        );
+        r.on('error', reject);
+        r.end(tokenBody);
+      });
+    });
+
+    // Alternating rounds, best of each: the first runs also warm the JIT and the sockets.
+    const runBase = () => load({ url: `http://127.0.0.1:${httpPort}/plain/x`, durationMs, concurrency });
+    const runGuarded = () => load({ url: `http://127.0.0.1:${httpPort}/secure/x`, headers: { authorization: `Bearer ${issued}` }, durationMs, concurrency });
+    const rounds: [LoadResult, LoadResult][] = [];
+    for (let i = 0; i < 2; i++) rounds.push([await runBase(), await runGuarded()]);
+    const best = (k: 0 | 1) => rounds.map((r) => r[k]).reduce((a, b) => (b.rps > a.rps ? b : a));
+    const base = best(0);
+    const guarded = best(1);
+    const issuance = await load({
+      url: `https://127.0.0.1:${httpsPort}/secure/oauth2/token`, method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: tokenBody, durationMs, concurrency,
+    });
+    const ratio = guarded.rps / base.rps;
+    const okBase = rounds.every((r) => (r[0].statuses['200'] ?? 0) === r[0].requests);
+    const okGuarded = rounds.every((r) => (r[1].statuses['200'] ?? 0) === r[1].requests);
+    const okIssued = (issuance.statuses['200'] ?? 0) === issuance.requests;
+    return [
+      {
+        name: 'oauth2: valid-token route vs the same route without plugins',
+        value: Number(ratio.toFixed(3)),
+        unit: 'x',
+        target: '>= 0.85',
+        pass: ratio >= 0.85 && okBase && okGuarded,
+        detail: { plain_rps: Math.round(base.rps), oauth2_rps: Math.round(guarded.rps), plain: base, oauth2: guarded },
+      },
+      {
+        name: 'oauth2: client_credentials issuance, bcrypt-hashed secret',
+        value: Math.round(issuance.rps),
+        unit: 'tokens/s',
+        target: '>= 500',
+        pass: issuance.rps >= 500 && okIssued,
+        detail: { ...issuance },
+      },
+    ];
+  } finally {
+    await dp.close();
+    await new Promise<void>((r) => upstream.close(() => r()));
+    // Issued tokens expire within two minutes; the event stream (no control plane here) goes now.
+    await store.del('oauth2:events', SNAPSHOT_KEYS.latest, SNAPSHOT_KEYS.version(1), SNAPSHOT_KEYS.dataPlanes);
+    await store.close();
+    dir.remove();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const results = await runOauth2Bench();
+  for (const r of results) {
+    console.log(`${r.pass ? 'PASS' : 'FAIL'}  ${r.name}: ${r.value} ${r.unit} (target ${r.target})`);
+    if (r.detail) console.log(`      ${JSON.stringify(Object.fromEntries(Object.entries(r.detail).filter(([, v]) => typeof v !== 'object')))}`);
+  }
+  process.exit(results.every((r) => r.pass) ? 0 : 1);
+}

@@ -37,10 +37,11 @@ function shortReason(err: unknown): string {
     if (code === 'ECONNRESET') return 'connection reset';
     if (code === 'ETIMEDOUT') return 'connection timed out';
   }
-  const msg = String((err as Error)?.message ?? err).split('\n').find((l) => l.trim()) ?? 'unreachable';
-  // Prisma prefixes messages with the call site ("Invalid `prisma.x.findMany()` invocation:").
-  const cleaned = msg.replace(/^\s*Invalid `[^`]*` invocation[^:]*:\s*/i, '').trim();
-  return (cleaned || 'unreachable').slice(0, 200);
+  // Prisma wraps the reason in the call site and a code frame ("Invalid `x.findMany()` invocation
+  // in\n<file>\n<code>\n\n<reason>"): the reason is the last line.
+  const lines = String((err as Error)?.message ?? err).split('\n').map((l) => l.trim()).filter(Boolean);
+  const reason = lines.length && /^Invalid `/.test(lines[0]) ? lines[lines.length - 1] : lines[0];
+  return (reason || 'unreachable').replace(/`/g, '').slice(0, 200);
 }
 
 export interface MappedError {

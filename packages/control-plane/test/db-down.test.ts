@@ -1,0 +1,149 @@
+// The database going away and coming back, with real traffic: the control plane talks to the
+// shared Postgres through a TCP proxy in this test, which we close (refusing and cutting every
+// connection) and reopen. Admin requests answer 503 meanwhile, and everything recovers by itself,
+// including the snapshot of a write made just before the outage.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, test } from 'node:test';
+import { SNAPSHOT_KEYS, createLogger, loadConfig, MemoryStore } from '@gatehouse/core';
+import { createTestDatabase, TEST_DATABASE_URL, type TestDatabase } from '@gatehouse/core/testing.ts';
+import { startControlPlane, type ControlPlane } from '../src/index.ts';
+
+class TcpProxy {
+  private server: net.Server | null = null;
+  private sockets = new Set<net.Socket>();
+  port = 0;
+  constructor(private readonly target: { host: string; port: number }) {}
+
+  async open(): Promise<void> {
+    const server = net.createServer((client) => {
+      const upstream = net.connect(this.target.port, this.target.host);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => {});
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.port = (server.address() as net.AddressInfo).port;
+    this.server = server;
+  }
+
+  /** Refuses new connections and cuts the open ones, as a database going down. */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    for (const s of this.sockets) s.destroy();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+let testDb: TestDatabase;
+let proxy: TcpProxy;
+let cp: ControlPlane;
+let base: string;
+
+before(async () => {
+  testDb = await createTestDatabase();
+  const pgUrl = new URL(TEST_DATABASE_URL);
+  proxy = new TcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+  await proxy.open();
+  const viaProxy = new URL(testDb.url);
+  viaProxy.hostname = '127.0.0.1';
+  viaProxy.port = String(proxy.port);
+  cp = await startControlPlane({
+    config: loadConfig({ DATABASE_URL: viaProxy.toString(), GATEHOUSE_ADMIN_LISTEN: '127.0.0.1:0' }),
+    store: new MemoryStore(),
+    logger: createLogger({ role: 'test', silent: true }),
+    verifyIntervalMs: 200,
+  });
+  base = cp.adminAddresses[0].url;
+});
+after(async () => {
+  await cp?.close();
+  await proxy.close();
+  await testDb.drop();
+});
+
+async function api(method: string, path: string, body?: unknown) {
+  const res = await fetch(base + path, {
+    method,
+    headers: body ? { 'Content-Type': 'application/json' } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, body: res.status === 204 ? null : await res.json() };
+}
+
+async function until<T>(what: string, fn: () => Promise<T | false>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what} (${String(last)})`);
+}
+
+test('503 while the database is down, recovery when it returns', async () => {
+  assert.equal((await api('POST', '/services', { name: 'before', host: 'b.test' })).status, 201);
+
+  await proxy.close();
+  for (const [method, path, body] of [
+    ['GET', '/services'],
+    ['GET', '/services/before'],
+    ['POST', '/consumers', { username: 'during' }],
+    ['PATCH', '/services/before', { retries: 1 }],
+    ['DELETE', '/services/before'],
+    ['GET', '/'],
+  ] as const) {
+    const res = await api(method, path, body);
+    assert.equal(res.status, 503, `${method} ${path}: ${JSON.stringify(res.body)}`);
+    assert.ok(!res.body.message.includes('\n') && !res.body.message.includes('invocation'), `one clear line: ${res.body.message}`);
+    assert.match(res.body.message, /^database unavailable: .+/);
+  }
+  // Bad input is still answered as bad input: it never needs the database.
+  assert.equal((await api('POST', '/routes', {})).status, 400);
+  const status = await api('GET', '/status');
+  assert.equal(status.status, 200);
+  assert.equal(status.body.database.reachable, false);
+  assert.match(status.body.database.error, /^database unavailable/);
+
+  await proxy.open();
+  const back = await until('database back', async () => {
+    const r = await api('GET', '/services/before');
+    return r.status === 200 ? r : false;
+  });
+  assert.equal(back.body.name, 'before');
+  assert.equal((await api('POST', '/consumers', { username: 'after' })).status, 201);
+  assert.equal((await api('GET', '/status')).body.database.reachable, true);
+  await cp.publisher.flush();
+  const latest = JSON.parse((await cp.store.get(SNAPSHOT_KEYS.latest))!);
+  const snapshot = JSON.parse((await cp.store.get(SNAPSHOT_KEYS.version(latest.version)))!);
+  assert.ok(snapshot.consumers.some((c: { username: string }) => c.username === 'after'));
+  assert.ok(!snapshot.consumers.some((c: { username: string }) => c.username === 'during'), 'nothing half-written');
+});
+
+test('a write whose snapshot could not be published is published once the database returns', async () => {
+  // Commit, then cut the database before the publisher reads the snapshot.
+  const res = await api('POST', '/consumers', { username: 'racy' });
+  assert.equal(res.status, 201);
+  await proxy.close();
+  await new Promise((r) => setTimeout(r, 300));
+  await proxy.open();
+  await until('snapshot with the write', async () => {
+    const latest = JSON.parse((await cp.store.get(SNAPSHOT_KEYS.latest)) ?? 'null');
+    const snap = latest && JSON.parse((await cp.store.get(SNAPSHOT_KEYS.version(latest.version))) ?? 'null');
+    return snap?.consumers.some((c: { username: string }) => c.username === 'racy') ? true : false;
+  });
+});

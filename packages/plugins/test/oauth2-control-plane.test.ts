@@ -1,0 +1,211 @@
+// The oauth2 control-plane part on its own: the event consumer's crash recovery (entries
+// delivered but never acknowledged come back through xpending), idempotent replays, the
+// restore after Redis lost its data, and the all-in-one mode on the in-process store.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { loadConfig } from '@gatehouse/core/config.ts';
+import { newId, sha256Hex } from '@gatehouse/core/crypto.ts';
+import { MemoryStore } from '@gatehouse/core/store/memory.ts';
+import { RedisStore } from '@gatehouse/core/store/redis.ts';
+import { openTestDatabase, tempDir, testRedisPrefix, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
+import type { Database } from '@gatehouse/core/db/client.ts';
+import { startControlPlane } from '@gatehouse/control-plane';
+import { startDataPlane } from '@gatehouse/data-plane';
+import { CONSUMER_GROUP, createOauth2ControlPlane } from '../src/oauth2/control-plane.ts';
+import { KEYS, TokenStore, type TokenRecord } from '../src/oauth2/tokens.ts';
+import { request, silent, startEchoUpstream } from './oauth2-helpers.ts';
+
+let db: Database;
+let closeDb: () => Promise<void>;
+let consumerId: string;
+let credentialId: string;
+
+before(async () => {
+  const t = await openTestDatabase();
+  db = t.db;
+  closeDb = t.close;
+  consumerId = newId();
+  credentialId = newId();
+  await db.prisma.consumer.create({ data: { id: consumerId, username: 'bob', createdAt: 1, updatedAt: 1 } });
+  await db.prisma.oauth2Credential.create({
+    data: { id: credentialId, consumerId, name: 'app', clientId: 'cid', clientSecret: '$sha256$x$y', createdAt: 1 },
+  });
+});
+after(() => closeDb());
+
+function record(fields: Partial<TokenRecord> = {}): TokenRecord {
+  const now = Math.floor(Date.now() / 1000);
+  return {
+    id: newId(),
+    credential_id: credentialId,
+    client_id: 'cid',
+    service_id: null,
+    plugin_id: null,
+    expires_in: 3600,
+    created_at: now,
+    scope: 'a',
+    authenticated_userid: 'u',
+    grant_id: newId(),
+    access_hash: sha256Hex(newId()),
+    refresh_hash: sha256Hex(newId()),
+    purge_at: now + 86400,
+    ...fields,
+  };
+}
+
+const waitFor = async (what: string, fn: () => Promise<boolean>, ms = 5000) => {
+  const deadline = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+describe('event consumer', () => {
+  test('entries delivered before a crash (never acknowledged) are applied after restart; replays are harmless', async () => {
+    const prefix = testRedisPrefix();
+    const store = new RedisStore({ url: TEST_REDIS_URL, prefix });
+    try {
+      const config = loadConfig({ REDIS_URL: TEST_REDIS_URL, GATEHOUSE_REDIS_PREFIX: prefix });
+      const tokens = new TokenStore(store);
+      const lost = record();
+      // A previous control plane took the entry and died before writing it.
+      await store.xgroupEnsure(KEYS.stream, CONSUMER_GROUP);
+      await tokens.emit({ t: 'token', token: lost });
+      const taken = await store.xreadgroup(KEYS.stream, CONSUMER_GROUP, 'cp-crashed', 10, 100);
+      assert.equal(taken.length, 1);
+      assert.equal(await db.prisma.oauth2Token.count({ where: { id: lost.id } }), 0);
+
+      const part = createOauth2ControlPlane({ config, db, store, logger: silent }, { consumerName: 'cp-crashed', sentinelIntervalMs: 100 });
+      const stop = await part.start!();
+      try {
+        await waitFor('redelivered row', async () => (await db.prisma.oauth2Token.count({ where: { id: lost.id } })) === 1);
+        assert.deepEqual(await store.xpending(KEYS.stream, CONSUMER_GROUP, 'cp-crashed', 10), [], 'acknowledged');
+        // The same event again (at-least-once delivery), then an update and a grant revocation.
+        await tokens.emit({ t: 'token', token: lost });
+        const second = record({ grant_id: lost.grant_id });
+        await tokens.emit({ t: 'token', token: second });
+        await waitFor('second row', async () => (await db.prisma.oauth2Token.count({ where: { grantId: lost.grant_id } })) === 2);
+        await tokens.emit({ t: 'token_update', id: second.id, access_hash: 'f'.repeat(64), created_at: second.created_at + 5, expires_in: 10, purge_at: null });
+        await waitFor('update', async () => (await db.prisma.oauth2Token.findUnique({ where: { id: second.id } }))?.accessTokenHash === 'f'.repeat(64));
+        // A token whose credential no longer exists is dropped, not retried forever.
+        await tokens.emit({ t: 'token', token: record({ credential_id: newId() }) });
+        await tokens.emit({ t: 'grant_revoke', grant_id: lost.grant_id });
+        await waitFor('grant revoked', async () => (await db.prisma.oauth2Token.count({ where: { grantId: lost.grant_id } })) === 0);
+        await waitFor('all acknowledged', async () => (await store.xpending(KEYS.stream, CONSUMER_GROUP, 'cp-crashed', 10)).length === 0);
+      } finally {
+        await stop();
+      }
+    } finally {
+      await store.del(KEYS.stream, KEYS.sentinel);
+      await store.close();
+    }
+  });
+
+  test('restore: live tokens and unused codes go back into an empty store; expired ones do not', async () => {
+    const prefix = testRedisPrefix();
+    const store = new RedisStore({ url: TEST_REDIS_URL, prefix });
+    try {
+      const now = Math.floor(Date.now() / 1000);
+      const live = record();
+      const expiredAccess = record({ created_at: now - 7200, expires_in: 60 });
+      for (const r of [live, expiredAccess]) {
+        await db.prisma.oauth2Token.create({
+          data: {
+            id: r.id, credentialId, expiresIn: r.expires_in, accessTokenHash: r.access_hash, refreshTokenHash: r.refresh_hash,
+            authenticatedUserid: r.authenticated_userid, scope: r.scope, grantId: r.grant_id, createdAt: r.created_at, purgeAt: r.purge_at,
+          },
+        });
+      }
+      const codeHash = sha256Hex(newId());
+      await db.prisma.oauth2AuthorizationCode.create({
+        data: { id: newId(), codeHash, credentialId, grantId: newId(), createdAt: now, expiresAt: now + 200, authenticatedUserid: 'u' },
+      });
+      const config = loadConfig({ REDIS_URL: TEST_REDIS_URL, GATEHOUSE_REDIS_PREFIX: prefix });
+      const part = createOauth2ControlPlane({ config, db, store, logger: silent }, { sentinelIntervalMs: 100 });
+      const stop = await part.start!();
+      try {
+        assert.equal(await store.exists(KEYS.sentinel), true);
+        const tokens = new TokenStore(store);
+        assert.equal((await tokens.lookupAccess(live.access_hash))?.id, live.id);
+        assert.equal((await tokens.lookupRefresh(live.refresh_hash!))?.id, live.id);
+        assert.equal(await tokens.lookupAccess(expiredAccess.access_hash), null, 'expired access token not restored');
+        assert.equal((await tokens.lookupRefresh(expiredAccess.refresh_hash!))?.id, expiredAccess.id, 'its refresh token is');
+        assert.equal((await tokens.lookupCode(codeHash))?.authenticated_userid, 'u');
+        assert.deepEqual((await store.smembers(KEYS.grant(live.grant_id))).sort(), [`a:${live.access_hash}`, `r:${live.refresh_hash}`].sort());
+        // Losing the data again (sentinel gone) triggers another restore.
+        await store.del(KEYS.sentinel, KEYS.access(live.access_hash));
+        await waitFor('restored again', async () => (await store.exists(KEYS.sentinel)) && (await store.exists(KEYS.access(live.access_hash))));
+      } finally {
+        await stop();
+      }
+    } finally {
+      const tokens = await db.prisma.oauth2Token.findMany();
+      await store.del(KEYS.stream, KEYS.sentinel, ...tokens.flatMap((t) => [KEYS.access(t.accessTokenHash), KEYS.refresh(t.refreshTokenHash ?? '')]));
+      await db.prisma.oauth2Token.deleteMany();
+      await db.prisma.oauth2AuthorizationCode.deleteMany();
+      await store.close();
+    }
+  });
+});
+
+describe('all-in-one mode (in-process store)', () => {
+  test('issue, persist, revoke, and survive a restart through the database', async () => {
+    const t = await openTestDatabase();
+    const upstream = await startEchoUpstream();
+    const dirs = [tempDir(), tempDir()];
+    const config = loadConfig({
+      DATABASE_URL: t.testDb.url,
+      GATEHOUSE_ADMIN_LISTEN: '127.0.0.1:0',
+      GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl',
+      GATEHOUSE_DATA_DIR: dirs[0].path,
+      GATEHOUSE_LOG_LEVEL: 'error',
+    });
+    const boot = async () => {
+      const store = new MemoryStore();
+      const cp = await startControlPlane({ config, store, logger: silent });
+      const dp = await startDataPlane({ config: { ...config, dataDir: dirs[1].path }, store, logger: silent, pollIntervalMs: 100 });
+      const https = dp.addresses.find((a) => a.ssl)!.port;
+      const http = dp.addresses.find((a) => !a.ssl)!.port;
+      return { cp, dp, store, https, http, admin: cp.adminAddresses[0].url };
+    };
+    let node = await boot();
+    try {
+      const api = async (method: string, path: string, body?: unknown) => {
+        const res = await fetch(`${node.admin}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
+        const text = await res.text();
+        return { status: res.status, body: text ? JSON.parse(text) : null };
+      };
+      await api('POST', '/services', { name: 's', url: `http://127.0.0.1:${upstream.port}` });
+      await api('POST', '/services/s/routes', { paths: ['/api'] });
+      assert.equal((await api('POST', '/services/s/plugins', { name: 'oauth2', config: { enable_client_credentials: true } })).status, 201);
+      await api('POST', '/consumers', { username: 'bob' });
+      const cred = (await api('POST', '/consumers/bob/oauth2', { name: 'app' })).body;
+      const form = { form: { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }, https: true };
+      let token = '';
+      await waitFor('token issued', async () => {
+        const r = await request(node.https, '/api/oauth2/token', form);
+        if (r.status === 200) token = r.json().access_token;
+        return r.status === 200;
+      });
+      const use = () => request(node.http, '/api/x', { headers: { authorization: `Bearer ${token}` } });
+      assert.equal((await use()).status, 200);
+      await waitFor('persisted', async () => (await api('GET', `/oauth2_tokens/${token}`)).status === 200);
+
+      // Restart: a new in-process store starts empty; the control plane restores from Postgres.
+      await node.dp.close();
+      await node.cp.close();
+      node = await boot();
+      await waitFor('served after restart', async () => (await use()).status === 200);
+
+      assert.equal((await api('DELETE', `/oauth2_tokens/${token}`)).status, 204);
+      assert.equal((await use()).status, 401);
+    } finally {
+      await node.dp.close();
+      await node.cp.close();
+      await upstream.close();
+      await t.close();
+      for (const d of dirs) d.remove();
+    }
+  });
+});

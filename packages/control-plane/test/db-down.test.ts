@@ -77,7 +77,7 @@ async function api(method: string, path: string, body?: unknown) {
     headers: body ? { 'Content-Type': 'application/json' } : {},
     body: body ? JSON.stringify(body) : undefined,
   });
-  return { status: res.status, body: res.status === 204 ? null : await res.json() };
+  return { status: res.status, body: (res.status === 204 ? null : await res.json()) as any };
 }
 
 async function until<T>(what: string, fn: () => Promise<T | false>, ms = 20_000): Promise<T> {

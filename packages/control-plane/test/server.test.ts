@@ -42,7 +42,7 @@ async function call(cp: ControlPlane, path: string, init: RequestInit & { token?
   const headers = new Headers(init.headers);
   if (init.token) headers.set('Authorization', `Bearer ${init.token}`);
   const res = await fetch(url + path, { ...init, headers });
-  return { status: res.status, body: res.status === 204 ? null : await res.json(), headers: res.headers };
+  return { status: res.status, body: (res.status === 204 ? null : await res.json()) as any, headers: res.headers };
 }
 
 function httpsGet(url: string, headers: Record<string, string>): Promise<{ status: number; body: any }> {

@@ -149,8 +149,10 @@ export class SnapshotSync {
     beat.unref();
     this.timers.push(poll, beat);
     const ready = (store as { ready?: (ms: number) => Promise<boolean> }).ready;
-    if (ready) await ready.call(store, initialWaitMs);
-    await Promise.race([this.check('start'), new Promise((r) => setTimeout(r, initialWaitMs).unref())]);
+    // Redis down at start: serve what we have (disk cache or the 503) at once; the poll and the
+    // resubscribe handler pick the config up when it comes back.
+    const up = ready ? await ready.call(store, initialWaitMs) : true;
+    if (up) await Promise.race([this.check('start'), new Promise((r) => setTimeout(r, initialWaitMs).unref())]);
     void this.heartbeat();
   }
 
@@ -261,7 +263,10 @@ export class SnapshotSync {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.offResubscribe?.();
-    await this.unsubscribe?.().catch(() => {});
-    await this.running?.catch(() => {});
+    // Neither may wait for a Redis that is away (the subscriber queues commands until it is back).
+    const bounded = (p: Promise<unknown> | undefined) =>
+      Promise.race([p?.catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
+    await bounded(this.unsubscribe?.());
+    await bounded(this.running ?? undefined);
   }
 }

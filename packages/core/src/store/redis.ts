@@ -188,7 +188,11 @@ export class RedisStore implements SharedStore {
   }
   async close() {
     await Promise.all(
-      [this.cmd, this.sub, this.blocking].filter((c): c is Redis => c !== null).map((c) => c.quit().catch(() => c.disconnect())),
+      [this.cmd, this.sub, this.blocking]
+        .filter((c): c is Redis => c !== null)
+        // QUIT on a connection that is not up would be queued until Redis comes back (forever
+        // on the subscriber, which retries without limit): just drop those.
+        .map((c) => (c.status === 'ready' ? c.quit().catch(() => c.disconnect()) : Promise.resolve(c.disconnect()))),
     );
   }
 }

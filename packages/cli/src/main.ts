@@ -4,6 +4,8 @@ import { Command } from 'commander';
 import { GATEHOUSE_VERSION } from './util.ts';
 import * as controlPlane from './commands/control-plane.ts';
 import * as migrations from './commands/migrations.ts';
+import * as dataPlane from './commands/data-plane.ts';
+import * as start from './commands/start.ts';
 
 const program = new Command('gatehouse')
   .description('Gatehouse API gateway: Kong-compatible admin API, proxy and OAuth 2.0 server')
@@ -16,5 +18,7 @@ const program = new Command('gatehouse')
 
 controlPlane.register(program);
 migrations.register(program);
+dataPlane.register(program);
+start.register(program);
 
 await program.parseAsync(process.argv);

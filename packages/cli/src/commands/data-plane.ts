@@ -1,0 +1,73 @@
+// `gatehouse data-plane`: the proxy, fed by the control plane through Redis (REDIS_URL); never
+// touches the database. This module imports nothing but commander and core's config at load
+// time: bin/gatehouse.js runs `main` directly for this command, so the data-plane process never
+// loads the control plane's modules (express, Prisma, pg).
+import { Command } from 'commander';
+import { ConfigError, loadConfig, type GatehouseConfig } from '@gatehouse/core/config.ts';
+
+function fail(message: string): never {
+  process.stderr.write(`gatehouse: ${message}\n`);
+  process.exit(1);
+}
+
+function readConfig(): GatehouseConfig {
+  try {
+    return loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+}
+
+/** Where the proxy listens, one line per listener (what operators and the e2e tests read). */
+export function describeListeners(addresses: { host: string; port: number; ssl: boolean }[]): string {
+  return addresses.map((a) => `${a.ssl ? 'https' : 'http'}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`).join(', ');
+}
+
+async function run(): Promise<void> {
+  const config = readConfig();
+  if (!config.redisUrl) {
+    fail(
+      'REDIS_URL is not set: a data plane receives its configuration from the control plane through Redis ' +
+        '(e.g. REDIS_URL=redis://127.0.0.1:6379); it never uses DATABASE_URL. ' +
+        'To run the control plane and the proxy together without Redis, use `gatehouse start`.',
+    );
+  }
+  const { runDataPlane } = await import('@gatehouse/data-plane/cluster.ts');
+  let dp: Awaited<ReturnType<typeof runDataPlane>>;
+  try {
+    dp = await runDataPlane({ config });
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    const e = err as NodeJS.ErrnoException;
+    if (process.env.GATEHOUSE_DEBUG) process.stderr.write(`${e?.stack ?? e}\n`);
+    fail(e?.code === 'EADDRINUSE' ? `proxy address already in use: ${e.message}` : String(e?.message ?? e));
+  }
+  process.stdout.write(`gatehouse: data plane ${dp.nodeId} (${dp.workers} worker${dp.workers > 1 ? 's' : ''}) proxy listening on ${describeListeners(dp.addresses)}\n`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`gatehouse: ${signal} received, stopping the data plane\n`);
+    dp.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+export function register(program: Command): void {
+  program
+    .command('data-plane')
+    .description('run the proxy; its configuration comes from the control plane through Redis (REDIS_URL)')
+    .action(run);
+}
+
+/** Entry used by bin/gatehouse.js for `gatehouse data-plane …` (skips the other commands' imports). */
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('gatehouse').exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 1));
+  register(program);
+  await program.parseAsync(argv);
+}

@@ -202,6 +202,12 @@ export interface ControlPlanePart {
   snapshot?(db: Database): Promise<Record<string, unknown[]>>;
   /** Background work (e.g. consuming the data planes' token events); returns a stop function. */
   start?(): Promise<() => Promise<void>>;
+  /**
+   * Called after every committed admin write of any entity (core ones included), e.g. so the
+   * oauth2 part revokes a deleted consumer's tokens on the data planes at once instead of
+   * waiting for the next snapshot. Errors are logged and ignored.
+   */
+  afterEntityCommit?(entity: string, op: 'create' | 'update' | 'delete', before: Row | null, after: Row | null): Promise<void>;
 }
 
 export type ControlPlaneFactory = (services: ControlPlaneServices) => ControlPlanePart | Promise<ControlPlanePart>;

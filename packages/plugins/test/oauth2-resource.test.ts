@@ -162,6 +162,27 @@ describe('resource requests', () => {
     assert.equal(res.json().error, 'invalid_client');
   });
 
+  test('revocation messages for a deleted consumer or credential act before the snapshot does', async () => {
+    const s = await setup();
+    const t1 = await s.issue(s.credential);
+    const auth = (t: string) => dp().call('/api/x', { https: false, headers: { authorization: `Bearer ${t}` } });
+    assert.equal((await auth(t1)).status, 200);
+    const { TokenStore } = await import('../src/oauth2/tokens.ts');
+    const publisher = new TokenStore(env.store);
+    const seen = new Promise<void>((resolve) => {
+      dp().handler().tokens.onRevocation = (m) => m.u && resolve();
+    });
+    await publisher.publish({ u: [s.consumer.id] });
+    await seen;
+    dp().handler().tokens.onRevocation = null;
+    assert.equal((await auth(t1)).status, 401, 'consumer revoked');
+    const res = await dp().call('/api/oauth2/token', { form: { grant_type: 'client_credentials', client_id: s.credential.client_id, client_secret: s.credential.plain_secret } });
+    assert.equal(res.json().error, 'invalid_client');
+    // A snapshot that still lists the consumer (published before the deletion) does not undo it.
+    await env.publish({ ...s.content, services: [{ ...s.service, tags: ['v2'] }, s.other] });
+    assert.equal((await auth(t1)).status, 401);
+  });
+
   test('anonymous: by username or id, headers, 500 when the consumer does not exist', async () => {
     const s = await setup({ anonymous: 'anonymous-user' });
     const res = await dp().call('/api/x', { https: false, headers: { 'x-credential-identifier': 'spoof' } });

@@ -190,6 +190,12 @@ export function createOauth2ControlPlane(services: ControlPlaneServices, options
   return {
     entities: createEntities(db, tokens),
 
+    async afterEntityCommit(entity, op, before) {
+      // A deleted consumer takes its credentials and tokens with it: tell the data planes now
+      // rather than through the next snapshot.
+      if (entity === 'consumers' && op === 'delete' && before?.id) await tokens.publish({ u: [before.id] });
+    },
+
     async snapshot(database) {
       const rows = await database.prisma.oauth2Credential.findMany({ orderBy: { id: 'asc' } });
       return { oauth2_credentials: rows.map(credentialToSnapshot) };

@@ -161,7 +161,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
   function findClient(clientId: string | undefined): SnapshotCredential | undefined {
     if (clientId === undefined) return undefined;
     const c = credentialsByClientId.get(clientId);
-    return c && !tokens.isCredentialRevoked(c.id) && consumersById.has(c.consumer.id) ? c : undefined;
+    return c && !tokens.isCredentialRevoked(c.id) && !tokens.isConsumerRevoked(c.consumer.id) && consumersById.has(c.consumer.id) ? c : undefined;
   }
 
   function serviceIdFor(ctx: RequestContext, config: Oauth2Config): string | null {
@@ -585,7 +585,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     if (!found || found.record.credential_id !== client.id) return inactive();
     const rec = found.record;
     const consumer = credentialsById.get(rec.credential_id) && consumersById.get(credentialsById.get(rec.credential_id)!.consumer.id);
-    if (!consumer || tokens.isCredentialRevoked(rec.credential_id)) return inactive();
+    if (!consumer || tokens.isCredentialRevoked(rec.credential_id) || tokens.isConsumerRevoked(consumer.id)) return inactive();
     let exp: number | null = null;
     if (found.kind === 'access') {
       if (rec.expires_in > 0) {
@@ -705,7 +705,13 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         failure = invalid("The access token is global, but the current plugin is configured without 'global_credentials'");
       } else if (record.service_id && record.service_id !== serviceId) failure = invalid();
       else if (record.expires_in > 0 && nowSeconds() - record.created_at > record.expires_in) failure = invalid();
-      else if (!credential || credential.client_id !== record.client_id || tokens.isCredentialRevoked(credential.id) || !consumer) {
+      else if (
+        !credential ||
+        credential.client_id !== record.client_id ||
+        tokens.isCredentialRevoked(credential.id) ||
+        !consumer ||
+        tokens.isConsumerRevoked(consumer.id)
+      ) {
         // Deleting a consumer or credential revokes its tokens everywhere.
         failure = invalid();
       } else authenticated = { record, credential, consumer };
@@ -763,7 +769,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       consumersById = cById;
       consumersByUsername = cByName;
       const created = snapshot.created_at < 1e12 ? snapshot.created_at * 1000 : snapshot.created_at;
-      tokens.pruneRevokedCredentials((id) => byId.has(id), created);
+      tokens.pruneRevoked((id) => byId.has(id), (id) => cById.has(id), created);
     },
 
     async access(ctx, config, plugin) {

@@ -90,6 +90,8 @@ export interface RevocationMessage {
   a?: string[];
   /** Credential ids deleted (their tokens die with them). */
   c?: string[];
+  /** Consumer ids deleted (their credentials and tokens die with them). */
+  u?: string[];
 }
 
 export interface IssueOptions {
@@ -143,6 +145,7 @@ export interface TokenStoreOptions {
 export class TokenStore {
   private readonly cache: LRUCache<string, TokenRecord>;
   private readonly revokedCredentials = new Map<string, number>();
+  private readonly revokedConsumers = new Map<string, number>();
   private unsubscribe: (() => Promise<void>) | null = null;
   private offResubscribe: (() => void) | null = null;
   /** Called after each revocation message is applied (tests measure propagation with it). */
@@ -176,6 +179,10 @@ export class TokenStore {
       for (const c of message.c) this.revokedCredentials.set(c, at);
       for (const [h, rec] of this.cache.entries()) if (message.c.includes(rec.credential_id)) this.cache.delete(h);
     }
+    if (message.u?.length) {
+      const at = Date.now();
+      for (const u of message.u) this.revokedConsumers.set(u, at);
+    }
     this.onRevocation?.(message);
   }
 
@@ -184,11 +191,22 @@ export class TokenStore {
     return this.revokedCredentials.has(id);
   }
 
-  /** After a snapshot: forget revocation marks the snapshot itself now reflects (or that are old). */
-  pruneRevokedCredentials(present: (id: string) => boolean, snapshotCreatedMs: number) {
-    for (const [id, at] of this.revokedCredentials) {
-      if (!present(id) || (snapshotCreatedMs > at + 1000 && Date.now() - at > 60_000)) this.revokedCredentials.delete(id);
-    }
+  isConsumerRevoked(id: string): boolean {
+    return this.revokedConsumers.has(id);
+  }
+
+  /**
+   * After a snapshot: forget revocation marks the snapshot itself now reflects (the entity is
+   * gone from it), or old ones a newer snapshot contradicts (the entity was re-created).
+   */
+  pruneRevoked(credentialPresent: (id: string) => boolean, consumerPresent: (id: string) => boolean, snapshotCreatedMs: number) {
+    const prune = (marks: Map<string, number>, present: (id: string) => boolean) => {
+      for (const [id, at] of marks) {
+        if (!present(id) || (snapshotCreatedMs > at + 1000 && Date.now() - at > 60_000)) marks.delete(id);
+      }
+    };
+    prune(this.revokedCredentials, credentialPresent);
+    prune(this.revokedConsumers, consumerPresent);
   }
 
   clearCache() {

@@ -1,0 +1,134 @@
+// Split deployment as separate processes: one control plane (Postgres + Redis), two data planes
+// (Redis only; the second with two node:cluster workers), a real upstream. Config written on
+// the admin API reaches both data planes; they keep serving with the control plane gone; a data
+// plane restarted while Redis is unreachable serves from its disk cache; once Redis is back,
+// changes flow again.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createTestDatabase, getFreePort, tempDir, testRedisPrefix, TEST_REDIS_URL, type TestDatabase } from '@gatehouse/core/testing.ts';
+import { gatehouse, http, redisLink, root, upstream, waitFor, type Proc } from './proxy-helpers.ts';
+
+describe('split deployment: control plane + two data planes', () => {
+  let db: TestDatabase;
+  const prefix = testRedisPrefix();
+  const dirs = [tempDir(), tempDir(), tempDir()];
+  const importLog = join(dirs[2].path, 'imports.log');
+  let adminPort: number;
+  let cp: Proc;
+  const dps: { proc: Proc; port: number; env: Record<string, string> }[] = [];
+  let up: Awaited<ReturnType<typeof upstream>>;
+  const procs = () => [cp, ...dps.map((d) => d.proc)];
+
+  const startCp = () =>
+    gatehouse('control-plane', {
+      DATABASE_URL: db.url,
+      REDIS_URL: TEST_REDIS_URL,
+      GATEHOUSE_REDIS_PREFIX: prefix,
+      GATEHOUSE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
+      GATEHOUSE_DATA_DIR: dirs[2].path,
+    });
+  const admin = (path: string, method = 'GET', body?: unknown) => http(adminPort, path, { method, body });
+  const both = (path: string, want: (status: number, body: string) => boolean, what: string) =>
+    waitFor(
+      what,
+      async () => {
+        for (const dp of dps) {
+          const res = await http(dp.port, path);
+          if (!want(res.status, res.body)) return false;
+        }
+        return true;
+      },
+      20_000,
+      procs(),
+    );
+
+  before(async () => {
+    db = await createTestDatabase();
+    up = await upstream('e2e-upstream');
+    adminPort = await getFreePort();
+    cp = startCp();
+    for (let i = 0; i < 2; i++) {
+      const port = await getFreePort();
+      const env = {
+        REDIS_URL: TEST_REDIS_URL,
+        GATEHOUSE_REDIS_PREFIX: prefix,
+        GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${port}`,
+        GATEHOUSE_DATA_DIR: dirs[i].path,
+        GATEHOUSE_WORKERS: String(i + 1),
+        GATEHOUSE_TEST_IMPORT_LOG: i === 0 ? importLog : '',
+      };
+      const proc = gatehouse('data-plane', env, i === 0 ? ['--import', join(root, 'e2e/fixtures/record-imports.mjs')] : []);
+      dps.push({ proc, port, env });
+    }
+    await waitFor('admin API', async () => (await admin('/status')).status === 200, 60_000, procs());
+    for (const dp of dps) await waitFor('data plane listening', async () => /proxy listening on/.test(dp.proc.output), 60_000, procs());
+  });
+
+  after(async () => {
+    await Promise.all(procs().map((p) => p.stop()));
+    await up.close();
+    await db.drop();
+    for (const d of dirs) d.remove();
+  });
+
+  test('the data-plane process loads neither express nor Prisma nor pg', () => {
+    const loaded = readFileSync(importLog, 'utf8').split('\n');
+    assert.ok(loaded.some((u) => u.includes('/packages/data-plane/src/')), 'the log recorded the data plane itself');
+    const forbidden = loaded.filter((u) => /\/node_modules\/(express|pg|pg-pool|@prisma|prisma|@electric-sql|pglite-prisma-adapter)\//.test(u) || /\/packages\/(control-plane\/src|core\/src\/db)\//.test(u));
+    assert.deepEqual(forbidden, []);
+  });
+
+  test('a route created on the admin API is served by both data planes; update and delete reach both', async () => {
+    assert.equal((await admin('/services', 'POST', { name: 'e2e', url: `http://127.0.0.1:${up.port}/base` })).status, 201);
+    const created = await admin('/services/e2e/routes', 'POST', { name: 'e2e-route', paths: ['/e2e'] });
+    assert.equal(created.status, 201, created.body);
+    await both('/e2e/x', (s, b) => s === 200 && JSON.parse(b).url === '/base/x', 'route on both data planes');
+
+    assert.equal((await admin('/routes/e2e-route', 'PATCH', { paths: ['/changed'] })).status, 200);
+    await both('/changed/y', (s, b) => s === 200 && JSON.parse(b).url === '/base/y', 'updated route on both');
+    await both('/e2e/x', (s) => s === 404, 'old path gone on both');
+
+    assert.equal((await admin('/routes/e2e-route', 'DELETE')).status, 204);
+    await both('/changed/y', (s) => s === 404, 'deleted route gone on both');
+
+    // Both data planes report through their heartbeats.
+    const dataPlanes = await waitFor('heartbeats', async () => {
+      const res = await admin('/clustering/data-planes');
+      const list = res.status === 200 ? res.json().data : [];
+      return list.length === 2 ? list : null;
+    });
+    assert.deepEqual(dataPlanes.map((d: { workers?: number }) => d.workers).sort(), [1, 2]);
+  });
+
+  test('with the control plane killed, both data planes keep serving', async () => {
+    assert.equal((await admin('/services/e2e/routes', 'POST', { name: 'survivor', paths: ['/survive'] })).status, 201);
+    await both('/survive', (s) => s === 200, 'route before the control plane dies');
+    await cp.stop('SIGKILL');
+    for (let i = 0; i < 5; i++) await both('/survive', (s) => s === 200, 'serving without a control plane');
+  });
+
+  test('a data plane restarted while Redis is unreachable serves from its disk cache; with Redis back, changes flow again', async () => {
+    const dp = dps[0];
+    assert.ok(existsSync(join(dirs[0].path, 'data-plane', 'config.json')));
+    await dp.proc.stop();
+    const link = await redisLink(await getFreePort());
+    // Redis unreachable: the link is closed.
+    dp.env = { ...dp.env, REDIS_URL: link.url, GATEHOUSE_TEST_IMPORT_LOG: '' };
+    dp.proc = gatehouse('data-plane', dp.env);
+    await waitFor('restarted data plane', async () => /proxy listening on/.test(dp.proc.output), 60_000, procs());
+    assert.equal((await http(dp.port, '/survive')).status, 200, 'served from the disk cache');
+
+    await link.open();
+    try {
+      cp = startCp();
+      await waitFor('admin API back', async () => (await admin('/status')).status === 200, 60_000, procs());
+      assert.equal((await admin('/services/e2e/routes', 'POST', { name: 'after-outage', paths: ['/after'] })).status, 201);
+      await both('/after', (s) => s === 200, 'a change after the outage on both');
+    } finally {
+      await dp.proc.stop();
+      await link.cut();
+    }
+  });
+});

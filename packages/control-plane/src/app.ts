@@ -149,6 +149,26 @@ export function pluginSchemaDocument(plugin: PluginDefinition): Record<string, u
   };
 }
 
+/** Kong-like `/schemas/{entity}`: auto fields, the entity's own fields, its foreign keys. */
+export function entitySchemaDocument(def: EntityDefinition): Record<string, unknown> {
+  let own: any;
+  try {
+    own = kongSchema(z.toJSONSchema(def.schema as z.ZodType, { io: 'input', unrepresentable: 'any' }));
+  } catch {
+    own = { fields: [] };
+  }
+  const fields: Record<string, unknown>[] = [
+    { id: { type: 'string', uuid: true, auto: true } },
+    { created_at: { type: 'integer', timestamp: true, auto: true } },
+  ];
+  if (def.hasUpdatedAt) fields.push({ updated_at: { type: 'integer', timestamp: true, auto: true } });
+  fields.push(...(own.fields ?? []));
+  for (const fk of def.foreignKeys) {
+    fields.push({ [fk.field]: { type: 'foreign', reference: fk.entity, required: fk.required, on_delete: fk.onDelete ?? 'cascade' } });
+  }
+  return { fields, ...(def.endpointKey ? { endpoint_key: def.endpointKey } : {}) };
+}
+
 function requestIdFrom(req: Request): string {
   const given = req.headers['x-request-id'];
   if (typeof given === 'string' && /^[\x21-\x7e]{1,200}$/.test(given)) return given;
@@ -384,6 +404,12 @@ export function createAdminApp(options: AdminAppOptions): express.Express {
       const plugin = plugins.get(seg[2]);
       if (!plugin) throw new KongError(404, { message: `No plugin named '${seg[2].slice(0, 100)}'` });
       return send(res, 200, pluginSchemaDocument(plugin));
+    }
+    if (seg[0] === 'schemas' && seg.length === 2) {
+      only('GET');
+      const def = engine.byName.get(seg[1]);
+      if (!def) throw new KongError(404, { message: `No entity named '${seg[1].slice(0, 100)}'` });
+      return send(res, 200, entitySchemaDocument(def));
     }
     if (seg.length === 2 && seg[0] === 'clustering' && seg[1] === 'data-planes') {
       only('GET');

@@ -2,6 +2,7 @@
 // EntityDefinitions for the generic engine: same fields, defaults, checks and messages.
 import { z } from 'zod';
 import { KongError, schemaViolation, type EntityDefinition, type PluginDefinition, type Row } from '@gatehouse/core';
+import { objectKeys } from './zod-util.ts';
 
 const nullIfEmpty = <T>(list: T[] | null | undefined): T[] | null => (list && list.length ? list : null);
 const emptyIfNull = <T>(list: T[] | null | undefined): T[] => list ?? [];
@@ -415,6 +416,17 @@ const pluginBase = {
   tags,
 };
 
+/** Postgres' jsonb reorders keys; show a plugin's config in its schema's field order, as Kong does. */
+function orderConfig(config: unknown, plugin: PluginDefinition | undefined): unknown {
+  if (!plugin || !config || typeof config !== 'object' || Array.isArray(config)) return config;
+  const keys = objectKeys(plugin.configSchema as z.ZodType) ?? [];
+  const source = config as Row;
+  const out: Row = {};
+  for (const k of keys) if (k in source) out[k] = source[k];
+  for (const k of Object.keys(source)) if (!(k in out)) out[k] = source[k];
+  return out;
+}
+
 export function pluginsEntity(getPlugin: (name: string) => PluginDefinition | undefined): EntityDefinition {
   const notEnabled = (name: string) => `plugin '${name.slice(0, 100)}' not enabled; add it to the 'plugins' configuration property`;
   const schemaFor = (input: Row) => {
@@ -489,7 +501,7 @@ export function pluginsEntity(getPlugin: (name: string) => PluginDefinition | un
       id: r.id,
       name: r.name,
       instance_name: r.instanceName,
-      config: r.config,
+      config: orderConfig(r.config, getPlugin(r.name)),
       protocols: r.protocols,
       enabled: r.enabled,
       tags: nullIfEmpty(r.tags),

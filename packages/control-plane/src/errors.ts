@@ -60,6 +60,16 @@ export function mapError(err: unknown): MappedError {
   if (e?.code === 'P2021' || e?.code === 'P2022' || /relation "[^"]+" does not exist/.test(String(e?.message))) {
     return { status: 503, body: { message: 'database unavailable: the schema is not migrated (run `gatehouse migrations up`)' } };
   }
+  // Values the entity's schema let through but Postgres cannot store (a plugin entity without
+  // bounds): out-of-range integers, over-long values, keys too long for a unique index.
+  const pgCode: string | undefined = e?.meta?.driverAdapterError?.cause?.originalCode ?? e?.meta?.driverAdapterError?.cause?.code;
+  if (e?.code === 'P2020' || e?.code === 'P2000' || e?.code === 'P2033' || pgCode === '54000' || (pgCode && /^22/.test(pgCode))) {
+    const reason =
+      pgCode === '54000'
+        ? 'a value is too long for a unique field'
+        : String(e?.meta?.driverAdapterError?.cause?.originalMessage ?? 'a value cannot be stored').slice(0, 200);
+    return { status: 400, body: { code: 2, name: 'schema violation', message: `schema violation (${reason})`, fields: { '@entity': [reason] } } };
+  }
   if (e?.code === 'P2002') {
     return { status: 409, body: { code: 5, name: 'unique constraint violation', message: 'UNIQUE violation detected' } };
   }

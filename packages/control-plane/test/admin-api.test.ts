@@ -492,6 +492,14 @@ describe('plugins', () => {
     const pkce = config.fields.find((f: any) => f.pkce).pkce;
     assert.deepEqual(pkce.one_of, ['none', 'lax', 'strict']);
     await api.get('/schemas/plugins/nope').expect(404);
+    const services = await api.get('/schemas/services').expect(200);
+    const port = services.body.fields.find((f: any) => f.port).port;
+    assert.equal(port.default, 80);
+    assert.deepEqual(port.between, [0, 65535]);
+    assert.equal(services.body.endpoint_key, 'name');
+    const routes = await api.get('/schemas/routes').expect(200);
+    assert.deepEqual(routes.body.fields.find((f: any) => f.service).service, { type: 'foreign', reference: 'services', required: false, on_delete: 'restrict' });
+    await api.get('/schemas/nope').expect(404);
   });
 
   test('deleting a service cascades its plugins; deleting a consumer deletes its credentials', async () => {

@@ -248,6 +248,9 @@ function cases(): Case[] {
   add({ method: 'post', path: '/oauth2', body: { name: 'x' }, note: 'credential without consumer' });
   add({ method: 'post', path: '/consumers/fz-user/oauth2', body: { name: 'x', redirect_uris: ['not a uri'] }, note: 'bad redirect uri' });
   add({ method: 'post', path: '/consumers/fz-user/oauth2', body: { name: 'dup', client_id: 'fz-client' }, note: 'duplicate client_id' });
+  // Values a plugin entity's schema lets through but Postgres cannot store.
+  add({ method: 'post', path: '/oauth2_tokens', body: { expires_in: 1e12, credential: { id: ids.credential } }, note: 'token expires_in out of int range' });
+  add({ method: 'post', path: '/consumers/fz-user/oauth2', body: { name: 'x', client_id: 'c'.repeat(300_000) }, note: 'client_id beyond the index limit' });
   return out;
 }
 

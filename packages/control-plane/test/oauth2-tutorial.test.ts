@@ -65,6 +65,11 @@ test('service, route, consumer, oauth2 plugin and application as in the tutorial
     realm: null,
   });
   assert.match(plugin.body.config.provision_key, /^[A-Za-z0-9]{32}$/);
+  assert.deepEqual(Object.keys(plugin.body.config), [
+    'scopes', 'mandatory_scope', 'provision_key', 'token_expiration', 'enable_authorization_code', 'enable_implicit_grant',
+    'enable_client_credentials', 'enable_password_grant', 'hide_credentials', 'accept_http_if_already_terminated', 'anonymous',
+    'global_credentials', 'auth_header_name', 'refresh_token_ttl', 'reuse_refresh_token', 'pkce', 'realm',
+  ], 'config in the schema order');
 
   // The same plugin in JSON is a 409 (one per name/route/service/consumer).
   await api

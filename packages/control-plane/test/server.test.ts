@@ -115,11 +115,16 @@ test('all options: fresh database migrated, plain and TLS listeners, token, memo
     assert.equal(status.body.store.latest_snapshot.version, 1);
     assert.equal(JSON.parse((await cp.store.get(SNAPSHOT_KEYS.version(1)))!).services[0].name, 'srv');
 
+    // A token in a path (Kong's /oauth2_tokens/{access_token}) is not logged either.
+    assert.equal((await call(cp, '/oauth2_tokens/sekret-access-token-1', { token: 'tok-123456' })).status, 404);
+
     // One log line per request, with the request id, and never the token.
     const requestLines = lines.filter((l) => l.message === 'admin request');
     assert.ok(requestLines.some((l) => l.request_id === 'req-abc' && l.method === 'POST' && l.path === '/services' && l.status === 201));
     assert.ok(requestLines.length >= 8);
     assert.ok(!JSON.stringify(lines).includes('tok-123456'), 'token never logged');
+    assert.ok(requestLines.some((l) => l.path === '/oauth2_tokens/[redacted]' && l.status === 404));
+    assert.ok(!JSON.stringify(lines).includes('sekret-access-token-1'), 'access token never logged');
   } finally {
     await cp.close();
   }

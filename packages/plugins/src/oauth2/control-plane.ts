@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import type { ControlPlaneFactory, ControlPlanePart, ControlPlaneServices, Database, Row, SharedStore, StreamEntry } from '@gatehouse/core';
 import { createEntities, credentialToSnapshot, rowToRecord } from './entities.ts';
-import { KEYS, TokenStore, accessKeyTtlMs, refreshKeyTtlMs, type CodeRecord, type Oauth2Event } from './tokens.ts';
+import { KEYS, TokenStore, accessKeyTtlMs, refreshKeyTtlMs, type CodeRecord, type Oauth2Event, type TokenRecord } from './tokens.ts';
 
 export const CONSUMER_GROUP = 'gatehouse-control-plane';
 
@@ -19,39 +19,60 @@ function isForeignKeyError(err: unknown): boolean {
   return e?.code === 'P2003' || /foreign key/i.test(String(e?.message ?? '')) || /23503/.test(JSON.stringify(e?.meta ?? ''));
 }
 
+function tokenRow(t: TokenRecord) {
+  return {
+    id: t.id,
+    credentialId: t.credential_id,
+    serviceId: t.service_id,
+    pluginId: t.plugin_id,
+    tokenType: 'bearer',
+    expiresIn: t.expires_in,
+    accessTokenHash: t.access_hash,
+    refreshTokenHash: t.refresh_hash,
+    authenticatedUserid: t.authenticated_userid,
+    scope: t.scope,
+    grantId: t.grant_id,
+    createdAt: t.created_at,
+    purgeAt: t.purge_at,
+  };
+}
+
+/** Inserts issued tokens in one statement; on a foreign-key failure (credential or service deleted meanwhile), row by row. */
+async function insertTokens(db: Database, tokens: TokenRecord[]): Promise<void> {
+  if (tokens.length === 0) return;
+  try {
+    await db.prisma.oauth2Token.createMany({ data: tokens.map(tokenRow), skipDuplicates: true });
+  } catch (err) {
+    if (!isForeignKeyError(err) || tokens.length === 1) {
+      if (isForeignKeyError(err)) return; // the token died with its credential or service
+      throw err;
+    }
+    for (const t of tokens) await insertTokens(db, [t]);
+  }
+}
+
+/** Applies events to Postgres in order, issued tokens batched; idempotent, so redelivery is harmless. */
+export async function applyEvents(db: Database, events: Oauth2Event[]): Promise<void> {
+  let run: TokenRecord[] = [];
+  for (const event of events) {
+    if (event.t === 'token') {
+      run.push(event.token);
+      continue;
+    }
+    await insertTokens(db, run);
+    run = [];
+    await applyEvent(db, event);
+  }
+  await insertTokens(db, run);
+}
+
 /** Applies one event to Postgres; idempotent, so a redelivered event is harmless. */
 export async function applyEvent(db: Database, event: Oauth2Event): Promise<void> {
   const p = db.prisma;
   switch (event.t) {
-    case 'token': {
-      const t = event.token;
-      try {
-        await p.oauth2Token.createMany({
-          data: [
-            {
-              id: t.id,
-              credentialId: t.credential_id,
-              serviceId: t.service_id,
-              pluginId: t.plugin_id,
-              tokenType: 'bearer',
-              expiresIn: t.expires_in,
-              accessTokenHash: t.access_hash,
-              refreshTokenHash: t.refresh_hash,
-              authenticatedUserid: t.authenticated_userid,
-              scope: t.scope,
-              grantId: t.grant_id,
-              createdAt: t.created_at,
-              purgeAt: t.purge_at,
-            },
-          ],
-          skipDuplicates: true,
-        });
-      } catch (err) {
-        // The credential or service was deleted meanwhile: the token died with it.
-        if (!isForeignKeyError(err)) throw err;
-      }
+    case 'token':
+      await insertTokens(db, [event.token]);
       return;
-    }
     case 'token_update':
       await p.oauth2Token.updateMany({
         where: { id: event.id },
@@ -175,16 +196,18 @@ export function createOauth2ControlPlane(services: ControlPlaneServices, options
   const consumer = options.consumerName ?? `cp-${services.config.nodeId ?? hostname()}`;
 
   async function processEntries(entries: StreamEntry[]) {
+    const events: Oauth2Event[] = [];
     for (const entry of entries) {
-      let event: Oauth2Event | null = null;
       try {
-        event = JSON.parse(entry.fields.e ?? 'null');
+        const event = JSON.parse(entry.fields.e ?? 'null') as Oauth2Event | null;
+        if (event && typeof event === 'object' && typeof event.t === 'string') events.push(event);
       } catch {
-        event = null;
+        logger.warn('oauth2: dropping a malformed event', { id: entry.id });
       }
-      if (event) await applyEvent(db, event);
-      await store.xack(KEYS.stream, CONSUMER_GROUP, entry.id);
     }
+    await applyEvents(db, events);
+    // Acknowledged only once written: a crash before this line redelivers the batch.
+    await store.xack(KEYS.stream, CONSUMER_GROUP, ...entries.map((e) => e.id));
   }
 
   return {

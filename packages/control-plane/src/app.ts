@@ -16,6 +16,7 @@ import {
   createLogger,
   nowSeconds,
   safeEqual,
+  type ControlPlanePart,
   type DataPlaneHeartbeat,
   type Database,
   type EntityDefinition,
@@ -49,6 +50,8 @@ export interface AdminAppOptions {
   plugins?: ReadonlyMap<string, PluginDefinition>;
   /** Admin entities declared by plugins (ControlPlanePart.entities). */
   entities?: EntityDefinition[];
+  /** Plugins' control-plane parts: their `afterEntityCommit` hooks see every committed write. */
+  parts?: ControlPlanePart[];
   /** Notified after each committed config write; /status reports its state. */
   publisher?: SnapshotPublisher;
   nodeId?: string;
@@ -70,14 +73,16 @@ export function createEngine(options: {
   db: Database;
   plugins: ReadonlyMap<string, PluginDefinition>;
   entities?: EntityDefinition[];
+  parts?: ControlPlanePart[];
   onConfigChange?: () => void;
   logger?: Logger;
 }): EntityEngine {
   const engine = new EntityEngine({
     db: options.db,
     onConfigChange: options.onConfigChange,
+    afterEntityCommit: (options.parts ?? []).flatMap((p) => (p.afterEntityCommit ? [p.afterEntityCommit.bind(p)] : [])),
     onAfterCommitError: (err, def) =>
-      options.logger?.error('afterCommit hook failed', { entity: def.name, error: (err as Error).message }),
+      options.logger?.error('after-commit hook failed', { entity: def.name, error: (err as Error).message }),
   });
   engine.register(servicesEntity);
   engine.register(routesEntity);
@@ -190,7 +195,7 @@ export function createAdminApp(options: AdminAppOptions): express.Express {
   const logger = options.logger ?? createLogger({ role: 'control-plane', level: config.logLevel });
   const plugins = options.plugins ?? registeredPlugins;
   const nodeId = options.nodeId ?? config.nodeId ?? randomUUID();
-  const engine = createEngine({ db, plugins, entities: options.entities, onConfigChange: () => publisher?.notify(), logger });
+  const engine = createEngine({ db, plugins, entities: options.entities, parts: options.parts, onConfigChange: () => publisher?.notify(), logger });
   const stats = { requests: 0, startedAt: Date.now(), active: 0 };
 
   const app = express();

@@ -159,6 +159,8 @@ export interface EngineOptions {
   /** Called after a committed write of a config entity (the snapshot publisher). */
   onConfigChange?: () => void;
   onAfterCommitError?: (err: unknown, def: EntityDefinition) => void;
+  /** Plugins' ControlPlanePart.afterEntityCommit, called after every committed write of any entity. */
+  afterEntityCommit?: ((entity: string, op: 'create' | 'update' | 'delete', before: Row | null, after: Row | null) => Promise<void>)[];
 }
 
 export class EntityEngine {
@@ -512,6 +514,13 @@ export class EntityEngine {
     if (def.afterCommit) {
       try {
         await def.afterCommit(op, before, after);
+      } catch (err) {
+        this.options.onAfterCommitError?.(err, def);
+      }
+    }
+    for (const hook of this.options.afterEntityCommit ?? []) {
+      try {
+        await hook(def.name, op, before, after);
       } catch (err) {
         this.options.onAfterCommitError?.(err, def);
       }

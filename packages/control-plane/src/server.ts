@@ -141,7 +141,7 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
         plugins: pluginsEntity((name) => plugins.get(name)),
       },
     });
-    const app = createAdminApp({ config, db, store, logger, plugins, entities, nodeId, publisher });
+    const app = createAdminApp({ config, db, store, logger, plugins, entities, parts, nodeId, publisher });
     const pub = publisher;
     cleanups.push(() => pub.close());
     await publisher.start();

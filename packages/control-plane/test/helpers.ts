@@ -30,14 +30,21 @@ export interface TestApp {
 }
 
 export async function openTestApp(
-  options: { entities?: EntityDefinition[]; env?: Record<string, string>; pluginParts?: boolean; verifyIntervalMs?: number } = {},
+  options: {
+    entities?: EntityDefinition[];
+    env?: Record<string, string>;
+    pluginParts?: boolean;
+    /** Control-plane parts declared by the test itself. */
+    parts?: ControlPlanePart[];
+    verifyIntervalMs?: number;
+  } = {},
 ): Promise<TestApp> {
   const { db, testDb, close } = await openTestDatabase();
   const prefix = testRedisPrefix();
   const store = new RedisStore({ url: TEST_REDIS_URL, prefix });
   const config = loadConfig({ GATEHOUSE_DATA_DIR: tmpdir(), REDIS_URL: TEST_REDIS_URL, GATEHOUSE_REDIS_PREFIX: prefix, ...options.env });
   // The plugins' real control-plane parts (their admin entities and snapshot contributions).
-  const parts: ControlPlanePart[] = [];
+  const parts: ControlPlanePart[] = [...(options.parts ?? [])];
   if (options.pluginParts) {
     for (const plugin of plugins.values()) {
       if (plugin.controlPlane) parts.push(await (await plugin.controlPlane()).default({ config, db, store, logger: silentLogger }));
@@ -52,7 +59,7 @@ export async function openTestApp(
     verifyIntervalMs: options.verifyIntervalMs,
     entities: { services: servicesEntity, routes: routesEntity, consumers: consumersEntity, plugins: pluginsEntity((n) => plugins.get(n)) },
   });
-  const app = createAdminApp({ config, db, store, logger: silentLogger, entities, publisher });
+  const app = createAdminApp({ config, db, store, logger: silentLogger, entities, parts, publisher });
   return {
     prefix,
     app,

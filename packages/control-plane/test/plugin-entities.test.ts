@@ -10,6 +10,7 @@ import { openTestApp, type TestApp } from './helpers.ts';
 
 const calls: { entity: string; op: string; before: Row | null; after: Row | null }[] = [];
 const PLAIN = Symbol('plain');
+const entityCalls: [string, string, string | null, string | null][] = [];
 
 function widgetLike(name: string, path: string, isConfig: boolean): EntityDefinition {
   return {
@@ -67,7 +68,16 @@ let api: ReturnType<typeof request>;
 let alice: Row;
 let bob: Row;
 before(async () => {
-  t = await openTestApp({ entities: [widgetLike('widgets', 'widgets', true), widgetLike('gadgets', 'gadgets', false)] });
+  t = await openTestApp({
+    entities: [widgetLike('widgets', 'widgets', true), widgetLike('gadgets', 'gadgets', false)],
+    parts: [
+      {
+        async afterEntityCommit(entity, op, b, a) {
+          entityCalls.push([entity, op, b?.id ?? null, a?.id ?? null]);
+        },
+      },
+    ],
+  });
   api = request(t.app);
   alice = (await api.post('/consumers').send({ username: 'alice' }).expect(201)).body;
   bob = (await api.post('/consumers').send({ username: 'bob' }).expect(201)).body;
@@ -167,8 +177,12 @@ test('a non-config entity does not bump the version; afterCommit sees before and
   assert.equal(calls[0].after!.id, g.body.id);
 });
 
-test('deleting the consumer deletes its entities (cascade)', async () => {
+test('deleting the consumer deletes its entities (cascade); parts see every committed write', async () => {
+  entityCalls.length = 0;
   await api.delete('/consumers/alice').expect(204);
+  await api.post('/consumers').send({}).expect(400);
+  await api.delete('/consumers/alice').expect(204);
+  assert.deepEqual(entityCalls, [['consumers', 'delete', alice.id, null]], 'one call, for the committed delete only');
   await api.get('/widgets/k1').expect(404);
   await api.get('/widgets/w-2').expect(404);
   const left = await api.get('/widgets').expect(200);

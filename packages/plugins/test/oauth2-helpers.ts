@@ -225,7 +225,7 @@ export interface Env {
   close(): Promise<void>;
 }
 
-export async function startEnv(options: { dataPlanes?: number; trustedIps?: string } = {}): Promise<Env> {
+export async function startEnv(options: { dataPlanes?: number; trustedIps?: string; dataPlaneRedisUrl?: string } = {}): Promise<Env> {
   const prefix = testRedisPrefix();
   const store = new RedisStore({ url: TEST_REDIS_URL, prefix });
   const upstream = await startEchoUpstream();
@@ -236,7 +236,7 @@ export async function startEnv(options: { dataPlanes?: number; trustedIps?: stri
     const dir = tempDir('gatehouse-oauth2-');
     dirs.push(dir);
     const config = loadConfig({
-      REDIS_URL: TEST_REDIS_URL,
+      REDIS_URL: options.dataPlaneRedisUrl ?? TEST_REDIS_URL,
       GATEHOUSE_REDIS_PREFIX: prefix,
       GATEHOUSE_DATA_DIR: dir.path,
       GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl',
@@ -303,4 +303,45 @@ export async function standardSetup(env: Env, config: Partial<Oauth2Config>, cre
   const content = { services: [service], routes: [route], plugins: [plugin], consumers: [consumer], credentials: { oauth2_credentials: [credential] } };
   await env.publish(content);
   return { service, route, plugin, consumer, credential, content, provisionKey: plugin.config.provision_key as string };
+}
+
+/** A TCP relay to Redis that a test can cut and restore (a Redis outage without touching Redis). */
+export async function startRedisRelay(): Promise<{ url: string; cut(): Promise<void>; restore(): Promise<void>; close(): Promise<void> }> {
+  const { createServer: createTcpServer, connect } = await import('node:net');
+  const target = new URL(TEST_REDIS_URL);
+  const sockets = new Set<import('node:net').Socket>();
+  let port = 0;
+  let server: import('node:net').Server | null = null;
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      const srv = createTcpServer((client) => {
+        const upstream = connect(Number(target.port || 6379), target.hostname);
+        sockets.add(client);
+        sockets.add(upstream);
+        const drop = () => {
+          client.destroy();
+          upstream.destroy();
+          sockets.delete(client);
+          sockets.delete(upstream);
+        };
+        client.on('error', drop).on('close', drop);
+        upstream.on('error', drop).on('close', drop);
+        client.pipe(upstream).pipe(client);
+      });
+      srv.once('error', reject);
+      srv.listen(port, '127.0.0.1', () => {
+        port = (srv.address() as AddressInfo).port;
+        server = srv;
+        resolve();
+      });
+    });
+  const cut = async () => {
+    const srv = server;
+    server = null;
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+    if (srv) await new Promise<void>((r) => srv.close(() => r()));
+  };
+  await listen();
+  return { url: `redis://127.0.0.1:${port}`, cut, restore: listen, close: cut };
 }

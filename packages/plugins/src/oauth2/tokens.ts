@@ -139,11 +139,15 @@ export interface TokenStoreOptions {
   /** In-process cache of validated access tokens (evicted by revocation messages). */
   cacheMax?: number;
   cacheTtlMs?: number;
+  /** How long a cached token may still be used while the store is unreachable. */
+  staleLimitMs?: number;
 }
 
 /** Shared by the data-plane handler (all of it) and the control-plane part (writes, revocations). */
 export class TokenStore {
-  private readonly cache: LRUCache<string, TokenRecord>;
+  /** Validated access tokens by hash, with when they were read from the store. */
+  private readonly cache: LRUCache<string, { record: TokenRecord; at: number }>;
+  private readonly freshMs: number;
   private readonly revokedCredentials = new Map<string, number>();
   private readonly revokedConsumers = new Map<string, number>();
   private unsubscribe: (() => Promise<void>) | null = null;
@@ -155,7 +159,11 @@ export class TokenStore {
     readonly store: SharedStore,
     private readonly options: TokenStoreOptions = {},
   ) {
-    this.cache = new LRUCache({ max: options.cacheMax ?? 50_000, ttl: options.cacheTtlMs ?? 10_000 });
+    // An entry is trusted for cacheTtlMs (revocations evict it sooner); after that it is
+    // re-read from the store, and kept up to staleLimitMs only as a fallback while the store
+    // cannot be reached (no revocation can be recorded then either).
+    this.freshMs = options.cacheTtlMs ?? 10_000;
+    this.cache = new LRUCache({ max: options.cacheMax ?? 50_000, ttl: Math.max(this.freshMs, options.staleLimitMs ?? 300_000) });
   }
 
   /** Data planes: listen for revocations; drop the whole cache when messages may have been lost. */
@@ -177,7 +185,7 @@ export class TokenStore {
     if (message.c?.length) {
       const at = Date.now();
       for (const c of message.c) this.revokedCredentials.set(c, at);
-      for (const [h, rec] of this.cache.entries()) if (message.c.includes(rec.credential_id)) this.cache.delete(h);
+      for (const [h, entry] of this.cache.entries()) if (message.c.includes(entry.record.credential_id)) this.cache.delete(h);
     }
     if (message.u?.length) {
       const at = Date.now();
@@ -240,11 +248,20 @@ export class TokenStore {
   /** Looks an access token up by its hash: in-process cache, then the store. */
   async lookupAccess(hash: string): Promise<TokenRecord | null> {
     const hit = this.cache.get(hash);
-    if (hit) return hit;
-    const raw = await this.store.get(KEYS.access(hash));
-    if (!raw) return null;
+    if (hit && Date.now() - hit.at < this.freshMs) return hit.record;
+    let raw: string | null;
+    try {
+      raw = await this.store.get(KEYS.access(hash));
+    } catch (err) {
+      if (hit) return hit.record;
+      throw err;
+    }
+    if (!raw) {
+      if (hit) this.cache.delete(hash);
+      return null;
+    }
     const record = JSON.parse(raw) as TokenRecord;
-    this.cache.set(hash, record);
+    this.cache.set(hash, { record, at: Date.now() });
     return record;
   }
 

@@ -1,0 +1,49 @@
+// A data plane losing Redis: tokens it has validated recently keep working from its in-process
+// cache (nothing can be revoked meanwhile either), unknown ones fail with Kong's 500, and
+// everything comes back when Redis does.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { standardSetup, startEnv, startRedisRelay, type Env } from './oauth2-helpers.ts';
+
+let env: Env;
+let relay: Awaited<ReturnType<typeof startRedisRelay>>;
+before(async () => {
+  relay = await startRedisRelay();
+  env = await startEnv({ dataPlaneRedisUrl: relay.url });
+});
+after(async () => {
+  await relay.restore().catch(() => {});
+  await env.close();
+  await relay.close();
+});
+
+test('cached tokens survive a Redis outage; uncached ones fail; all recover', async () => {
+  const s = await standardSetup(env, { enable_client_credentials: true });
+  const dp = env.dataPlanes[0];
+  const issue = async () => {
+    const r = await dp.call('/api/oauth2/token', { form: { grant_type: 'client_credentials', client_id: s.credential.client_id, client_secret: s.credential.plain_secret } });
+    assert.equal(r.status, 200, r.body);
+    return r.json().access_token as string;
+  };
+  const use = (t: string) => dp.call('/api/x', { https: false, headers: { authorization: `Bearer ${t}` } });
+  const seen = await issue();
+  const unseen = await issue();
+  assert.equal((await use(seen)).status, 200);
+
+  await relay.cut();
+  // Past the freshness window the data plane tries Redis, fails, and falls back to what it knew.
+  await new Promise((r) => setTimeout(r, 10_500));
+  assert.equal((await use(seen)).status, 200, 'validated before the outage');
+  const failed = await use(unseen);
+  assert.equal(failed.status, 500);
+  assert.deepEqual(failed.json(), { message: 'An unexpected error occurred' });
+
+  await relay.restore();
+  const deadline = Date.now() + 15_000;
+  while ((await use(unseen)).status !== 200) {
+    assert.ok(Date.now() < deadline, 'recovered');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal((await use(seen)).status, 200);
+  assert.equal((await use('unknown-token')).status, 401);
+});

@@ -51,6 +51,19 @@ function load(options: { url: string; method?: string; headers?: Record<string, 
 
 const now = () => Math.floor(Date.now() / 1000);
 
+async function call(port: number, tls: boolean, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<{ status: number; body: string }> {
+  const { request } = tls ? await import('node:https') : await import('node:http');
+  return new Promise((resolve, reject) => {
+    const r = request({ host: '127.0.0.1', port, path, method, headers, rejectUnauthorized: false, agent: false }, (res) => {
+      let b = '';
+      res.on('data', (c) => (b += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: b }));
+    });
+    r.on('error', reject);
+    r.end(body);
+  });
+}
+
 export async function runOauth2Bench(options: { durationMs?: number; concurrency?: number } = {}): Promise<BenchResult[]> {
   const durationMs = options.durationMs ?? Number(process.env.BENCH_DURATION_MS ?? 5000);
   const concurrency = options.concurrency ?? 32;
@@ -64,16 +77,18 @@ export async function runOauth2Bench(options: { durationMs?: number; concurrency
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   const upstreamPort = (upstream.address() as AddressInfo).port;
-  const dp = await startDataPlane({
-    config: loadConfig({
+  const dir2 = tempDir('gatehouse-bench-');
+  const dpConfig = (dataDir: string) =>
+    loadConfig({
       REDIS_URL: redisUrl,
       GATEHOUSE_REDIS_PREFIX: prefix,
-      GATEHOUSE_DATA_DIR: dir.path,
+      GATEHOUSE_DATA_DIR: dataDir,
       GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl',
       GATEHOUSE_LOG_LEVEL: 'error',
-    }),
-    logger: createLogger({ role: 'bench', silent: true }),
-  });
+    });
+  const dp = await startDataPlane({ config: dpConfig(dir.path), logger: createLogger({ role: 'bench', silent: true }) });
+  // A second data plane, for revocation propagation.
+  const dp2 = await startDataPlane({ config: dpConfig(dir2.path), logger: createLogger({ role: 'bench', silent: true }) });
   try {
     const httpPort = dp.addresses.find((a) => !a.ssl)!.port;
     const httpsPort = dp.addresses.find((a) => a.ssl)!.port;
@@ -108,7 +123,7 @@ export async function runOauth2Bench(options: { durationMs?: number; concurrency
     await store.set(SNAPSHOT_KEYS.latest, pointer);
     await store.publish(SNAPSHOT_KEYS.channel, pointer);
     const deadline = Date.now() + 10_000;
-    while (dp.configVersion?.version !== 1) {
+    while (dp.configVersion?.version !== 1 || dp2.configVersion?.version !== 1) {
       if (Date.now() > deadline) throw new Error('the data plane did not apply the bench snapshot');
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -142,6 +157,44 @@ export async function runOauth2Bench(options: { durationMs?: number; concurrency
       url: `https://127.0.0.1:${httpsPort}/secure/oauth2/token`, method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: tokenBody, durationMs, concurrency,
     });
+    // Revocation propagation: RFC 7009 on one data plane → evicted on the other (both had the
+    // token cached), over 100 revocations.
+    const http2 = dp2.addresses.find((a) => !a.ssl)!.port;
+    const handler2 = dp2.proxy.plugins.handler('oauth2') as unknown as { tokens: { onRevocation: ((m: { a?: string[] }) => void) | null } };
+    const tokens: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const r = await call(httpsPort, true, 'POST', '/secure/oauth2/token', { 'content-type': 'application/x-www-form-urlencoded' }, tokenBody);
+      tokens.push(JSON.parse(r.body).access_token);
+    }
+    for (const tok of tokens) {
+      for (const port of [httpPort, http2]) {
+        if ((await call(port, false, 'GET', '/secure/x', { authorization: `Bearer ${tok}` })).status !== 200) throw new Error('token not accepted');
+      }
+    }
+    const latencies: number[] = [];
+    const { sha256Hex } = await import('@gatehouse/core/crypto.ts');
+    for (const tok of tokens) {
+      const h = sha256Hex(tok);
+      let seenAt = 0;
+      const seen = new Promise<void>((resolve) => {
+        handler2.tokens.onRevocation = (m) => {
+          if (m.a?.includes(h)) {
+            seenAt = performance.now();
+            resolve();
+          }
+        };
+      });
+      const start = performance.now();
+      const r = await call(httpsPort, true, 'POST', '/secure/oauth2/revoke', { 'content-type': 'application/x-www-form-urlencoded' }, `token=${tok}&client_id=bench-client&client_secret=${secret}`);
+      if (r.status !== 200) throw new Error(`revoke: ${r.status} ${r.body}`);
+      await seen;
+      latencies.push(seenAt - start);
+      if ((await call(http2, false, 'GET', '/secure/x', { authorization: `Bearer ${tok}` })).status !== 401) throw new Error('revoked token still accepted');
+    }
+    handler2.tokens.onRevocation = null;
+    latencies.sort((a, b) => a - b);
+    const p99 = latencies[98];
+
     const ratio = guarded.rps / base.rps;
     const okBase = rounds.every((r) => (r[0].statuses['200'] ?? 0) === r[0].requests);
     const okGuarded = rounds.every((r) => (r[1].statuses['200'] ?? 0) === r[1].requests);
@@ -163,14 +216,24 @@ export async function runOauth2Bench(options: { durationMs?: number; concurrency
         pass: issuance.rps >= 500 && okIssued,
         detail: { ...issuance },
       },
+      {
+        name: 'oauth2: revocation (RFC 7009 on one data plane) evicted on another, p99 of 100',
+        value: Number(p99.toFixed(1)),
+        unit: 'ms',
+        target: '< 100',
+        pass: p99 < 100,
+        detail: { p50: Number(latencies[49].toFixed(1)), p99: Number(p99.toFixed(1)), max: Number(latencies[99].toFixed(1)) },
+      },
     ];
   } finally {
     await dp.close();
+    await dp2.close();
     await new Promise<void>((r) => upstream.close(() => r()));
     // Issued tokens expire within two minutes; the event stream (no control plane here) goes now.
     await store.del('oauth2:events', SNAPSHOT_KEYS.latest, SNAPSHOT_KEYS.version(1), SNAPSHOT_KEYS.dataPlanes);
     await store.close();
     dir.remove();
+    dir2.remove();
   }
 }
 

@@ -333,6 +333,14 @@ describe('consumers', () => {
     assert.equal(put.body.username, 'bob');
     assert.equal(put.body.custom_id, null);
     assert.equal(put.body.tags, null);
+    const patched = await api.patch(`/consumers/${c.body.id}`).send({ custom_id: 'c-2' }).expect(200);
+    assert.equal(patched.body.username, 'bob');
+    assert.equal(patched.body.custom_id, 'c-2');
+    const list = await api.get('/consumers').expect(200);
+    assert.deepEqual(list.body.data.find((x: any) => x.id === c.body.id), patched.body);
+    const tmp = await api.post('/consumers').type('form').send('username=temp&tags[]=z').expect(201);
+    await api.delete('/consumers/temp').expect(204);
+    await api.get(`/consumers/${tmp.body.id}`).expect(404, { message: 'Not found' });
   });
 
   test('at least one of username or custom_id; duplicates are 409', async () => {

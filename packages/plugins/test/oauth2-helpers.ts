@@ -7,6 +7,7 @@ import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { loadConfig } from '@gatehouse/core/config.ts';
 import { createLogger } from '@gatehouse/core/logger.ts';
+import type { PluginDefinition } from '@gatehouse/core/plugin-sdk.ts';
 import type { ConsumerEntity, PluginEntity, RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
 import { hashContent, SNAPSHOT_KEYS, type Snapshot, type SnapshotContent } from '@gatehouse/core/snapshot.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
@@ -225,7 +226,9 @@ export interface Env {
   close(): Promise<void>;
 }
 
-export async function startEnv(options: { dataPlanes?: number; trustedIps?: string; dataPlaneRedisUrl?: string } = {}): Promise<Env> {
+export async function startEnv(
+  options: { dataPlanes?: number; trustedIps?: string; dataPlaneRedisUrl?: string; plugins?: ReadonlyMap<string, PluginDefinition> } = {},
+): Promise<Env> {
   const prefix = testRedisPrefix();
   const store = new RedisStore({ url: TEST_REDIS_URL, prefix });
   const upstream = await startEchoUpstream();
@@ -243,7 +246,7 @@ export async function startEnv(options: { dataPlanes?: number; trustedIps?: stri
       GATEHOUSE_LOG_LEVEL: 'error',
       GATEHOUSE_TRUSTED_IPS: options.trustedIps ?? '',
     });
-    const dp = await startDataPlane({ config, logger: silent, pollIntervalMs: 200 });
+    const dp = await startDataPlane({ config, logger: silent, pollIntervalMs: 200, plugins: options.plugins });
     const httpPort = dp.addresses.find((a) => !a.ssl)!.port;
     const httpsPort = dp.addresses.find((a) => a.ssl)!.port;
     dataPlanes.push({

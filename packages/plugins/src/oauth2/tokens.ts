@@ -239,7 +239,8 @@ export class TokenStore {
   }
 
   async publish(message: RevocationMessage): Promise<void> {
-    this.applyRevocation(message);
+    // A data plane applies its own revocations at once; the control plane only publishes.
+    if (this.unsubscribe) this.applyRevocation(message);
     await this.store.publish(KEYS.channel, JSON.stringify(message));
   }
 

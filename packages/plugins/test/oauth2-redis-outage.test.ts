@@ -47,3 +47,27 @@ test('cached tokens survive a Redis outage; uncached ones fail; all recover', as
   assert.equal((await use(seen)).status, 200);
   assert.equal((await use('unknown-token')).status, 401);
 });
+
+test('a revocation published while a data plane was disconnected is not missed (cache cleared on resubscribe)', async () => {
+  const s = await standardSetup(env, { enable_client_credentials: true });
+  const dp = env.dataPlanes[0];
+  const r = await dp.call('/api/oauth2/token', { form: { grant_type: 'client_credentials', client_id: s.credential.client_id, client_secret: s.credential.plain_secret } });
+  const token = r.json().access_token as string;
+  const use = () => dp.call('/api/x', { https: false, headers: { authorization: `Bearer ${token}` } });
+  assert.equal((await use()).status, 200);
+  const cachedAt = Date.now();
+
+  await relay.cut();
+  // Revoked while this data plane cannot hear it (as the admin API or another data plane would).
+  const { TokenStore } = await import('../src/oauth2/tokens.ts');
+  const other = new TokenStore(env.store);
+  const record = await other.lookupAccess((await import('@gatehouse/core/crypto.ts')).sha256Hex(token));
+  assert.ok(record);
+  await other.revokeToken(record);
+  await relay.restore();
+
+  while ((await use()).status !== 401) {
+    assert.ok(Date.now() - cachedAt < 9_000, 'refused before the cache entry would have gone stale anyway');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+});

@@ -56,6 +56,8 @@ export const tokenSchema = z.strictObject({
   expires_in: z.number().int(),
   authenticated_userid: z.string().nullable().default(null),
   scope: z.string().nullable().default(null),
+  // Kong's `ttl` option: the row (access and refresh token) is deleted after this many seconds.
+  ttl: z.number().int().min(0).nullable().optional(),
 });
 
 export function credentialToEntity(r: Row): Row {
@@ -242,7 +244,7 @@ export function createEntities(db: Database, tokens: TokenStore): EntityDefiniti
         authenticatedUserid: input.authenticated_userid ?? null,
         scope: input.scope ?? null,
         grantId: existing?.grantId ?? newId(),
-        purgeAt: existing?.purgeAt ?? null,
+        purgeAt: typeof input.ttl === 'number' && input.ttl > 0 ? Math.floor(Date.now() / 1000) + input.ttl : (existing?.purgeAt ?? null),
       };
     },
 

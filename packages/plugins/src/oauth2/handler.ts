@@ -705,6 +705,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         failure = invalid("The access token is global, but the current plugin is configured without 'global_credentials'");
       } else if (record.service_id && record.service_id !== serviceId) failure = invalid();
       else if (record.expires_in > 0 && nowSeconds() - record.created_at > record.expires_in) failure = invalid();
+      else if (record.purge_at !== null && nowSeconds() >= record.purge_at) failure = invalid();
       else if (
         !credential ||
         credential.client_id !== record.client_id ||

@@ -125,9 +125,10 @@ export function purgeAtFor(createdAt: number, expiresIn: number, refreshTokenTtl
 
 /** Remaining lifetime (ms) of the Redis key for an access token; undefined: no expiry. */
 export function accessKeyTtlMs(record: Pick<TokenRecord, 'expires_in' | 'created_at' | 'purge_at'>): number | undefined {
-  if (record.expires_in > 0) return Math.max(1, (record.created_at + record.expires_in + 1) * 1000 - Date.now());
-  if (record.purge_at) return Math.max(1, record.purge_at * 1000 - Date.now());
-  return undefined;
+  const ends: number[] = [];
+  if (record.expires_in > 0) ends.push((record.created_at + record.expires_in + 1) * 1000);
+  if (record.purge_at) ends.push(record.purge_at * 1000);
+  return ends.length ? Math.max(1, Math.min(...ends) - Date.now()) : undefined;
 }
 
 export function refreshKeyTtlMs(record: Pick<TokenRecord, 'purge_at'>): number | undefined {

@@ -77,12 +77,28 @@ function hasStreamedBody(req: IncomingMessage): boolean {
 }
 
 export class HttpProxyEngine implements ForwardingEngine {
-  private readonly proxy: httpProxy;
+  /**
+   * One http-proxy server per upstream, its target and agent fixed: a request then passes no
+   * options object, which spares http-proxy a per-request copy of its options.
+   */
+  private readonly proxies = new WeakMap<Upstream, httpProxy>();
+  private readonly all = new Set<WeakRef<httpProxy>>();
 
-  constructor() {
-    this.proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false, toProxy: true, prependPath: false, ws: false });
-    this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
-    this.proxy.on('proxyRes', (proxyRes, req) => {
+  private proxyFor(upstream: Upstream): httpProxy {
+    let proxy = this.proxies.get(upstream);
+    if (proxy) return proxy;
+    proxy = httpProxy.createProxyServer({
+      target: upstream.target as any,
+      agent: upstream.agent,
+      secure: upstream.tlsVerify,
+      xfwd: false,
+      changeOrigin: false,
+      toProxy: true,
+      prependPath: false,
+      ws: false,
+    });
+    proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
+    proxy.on('proxyRes', (proxyRes, req) => {
       const state = (req as any)[STATE] as AttemptState | undefined;
       if (!state) return;
       state.responded = true;
@@ -93,7 +109,11 @@ export class HttpProxyEngine implements ForwardingEngine {
       }
     });
     // Errors without a per-call callback (should not happen): never crash.
-    this.proxy.on('error', () => {});
+    proxy.on('error', () => {});
+    this.proxies.set(upstream, proxy);
+    if (this.all.size > 1024) for (const ref of this.all) if (!ref.deref()) this.all.delete(ref);
+    this.all.add(new WeakRef(proxy));
+    return proxy;
   }
 
   forward(request: ForwardRequest, upstream: Upstream): void {
@@ -127,12 +147,10 @@ export class HttpProxyEngine implements ForwardingEngine {
       state.gate = new Readable({ read() {} });
       buffer = state.gate;
     } else state.gate = null;
-    this.proxy.web(
-      req,
-      request.res,
-      { target: upstream.target as any, agent: upstream.agent, secure: upstream.tlsVerify, buffer } as httpProxy.ServerOptions,
-      (err: Error) => this.onError(state, err),
-    );
+    const proxy = this.proxyFor(upstream);
+    const onError = (err: Error) => this.onError(state, err);
+    if (buffer) proxy.web(req, request.res, { buffer } as httpProxy.ServerOptions, onError);
+    else proxy.web(req, request.res, onError as any);
   }
 
   private onProxyReq(proxyReq: import('node:http').ClientRequest, req: IncomingMessage) {
@@ -215,6 +233,7 @@ export class HttpProxyEngine implements ForwardingEngine {
   }
 
   close(): void {
-    this.proxy.close();
+    for (const ref of this.all) ref.deref()?.close();
+    this.all.clear();
   }
 }

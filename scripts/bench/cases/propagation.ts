@@ -1,0 +1,101 @@
+// Config propagation: the time from an admin API write on the control plane to both data
+// planes serving the change (one control plane on Postgres, two data planes, all processes;
+// Redis in between). Each sample creates a route and polls both data planes until both proxy it.
+import { request } from 'node:http';
+import { createTestDatabase, getFreePort, tempDir, testRedisPrefix } from '@gatehouse/core/testing.ts';
+import { SNAPSHOT_KEYS } from '@gatehouse/core/snapshot.ts';
+import { RedisStore } from '@gatehouse/core/store/redis.ts';
+import { join } from 'node:path';
+import { gatehouse, get, round, spawnJson, until, type BenchCase, type Child } from '../lib.ts';
+import { Agent } from 'node:http';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const SAMPLES = Number(process.env.BENCH_PROPAGATION_SAMPLES ?? 50);
+
+function admin(port: number, method: string, path: string, body: unknown): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const payload = JSON.stringify(body);
+    const r = request({ host: '127.0.0.1', port, path, method, agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    r.on('error', reject);
+    r.end(payload);
+  });
+}
+
+export const propagationCase: BenchCase = {
+  name: 'propagation',
+  async run() {
+    const children: Child[] = [];
+    const db = await createTestDatabase();
+    const prefix = testRedisPrefix();
+    const dirs = [tempDir('gatehouse-bench-'), tempDir('gatehouse-bench-'), tempDir('gatehouse-bench-')];
+    const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+    try {
+      const up = await spawnJson([join(import.meta.dirname, '../upstream.mjs')]);
+      children.push(up);
+      const adminPort = await getFreePort();
+      const cp = await gatehouse(
+        'control-plane',
+        { DATABASE_URL: db.url, REDIS_URL, GATEHOUSE_REDIS_PREFIX: prefix, GATEHOUSE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`, GATEHOUSE_DATA_DIR: dirs[2].path },
+        /.*/,
+      );
+      children.push(cp);
+      await until('admin API', async () => (await get(adminPort, '/status')) === 200, 60_000);
+      const dpPorts: number[] = [];
+      for (let i = 0; i < 2; i++) {
+        const port = await getFreePort();
+        dpPorts.push(port);
+        children.push(
+          await gatehouse(
+            'data-plane',
+            { REDIS_URL, GATEHOUSE_REDIS_PREFIX: prefix, GATEHOUSE_WORKERS: '1', GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${port}`, GATEHOUSE_DATA_DIR: dirs[i].path },
+            /proxy listening on/,
+          ),
+        );
+      }
+      if ((await admin(adminPort, 'POST', '/services', { name: 'bench', url: `http://127.0.0.1:${up.info.port}` })) !== 201) throw new Error('cannot create the bench service');
+      // Warm-up: the first change through each process.
+      if ((await admin(adminPort, 'POST', '/services/bench/routes', { paths: ['/warm'] })) !== 201) throw new Error('cannot create a route');
+      for (const p of dpPorts) await until('warm-up route', async () => (await get(p, '/warm', agent)) === 200);
+
+      const samples: number[] = [];
+      for (let i = 0; i < SAMPLES; i++) {
+        const path = `/p${i}`;
+        const t0 = performance.now();
+        const status = await admin(adminPort, 'POST', '/services/bench/routes', { paths: [path] });
+        if (status !== 201) throw new Error(`route create answered ${status}`);
+        const pending = new Set(dpPorts);
+        const deadline = Date.now() + 10_000;
+        while (pending.size) {
+          for (const p of [...pending]) if ((await get(p, path, agent)) === 200) pending.delete(p);
+          if (Date.now() > deadline) throw new Error(`change ${i} not served by both data planes within 10 s`);
+        }
+        samples.push(performance.now() - t0);
+      }
+      samples.sort((a, b) => a - b);
+      const pct = (p: number) => samples[Math.min(samples.length - 1, Math.floor(samples.length * p))];
+      const p99 = pct(0.99);
+      return [
+        {
+          name: `admin write → both data planes serving it, p99 of ${SAMPLES}`,
+          value: round(p99, 1),
+          unit: 'ms',
+          target: '< 100',
+          pass: p99 < 100,
+          detail: { p50: round(pct(0.5), 1), p90: round(pct(0.9), 1), max: round(samples[samples.length - 1], 1), min: round(samples[0], 1) },
+        },
+      ];
+    } finally {
+      agent.destroy();
+      for (const c of children.reverse()) await c.stop();
+      const store = new RedisStore({ url: REDIS_URL, prefix });
+      const keys = [SNAPSHOT_KEYS.latest, SNAPSHOT_KEYS.dataPlanes, ...Array.from({ length: SAMPLES + 10 }, (_, i) => SNAPSHOT_KEYS.version(i))];
+      await store.del(...keys).catch(() => {});
+      await store.close();
+      await db.drop();
+      for (const d of dirs) d.remove();
+    }
+  },
+};

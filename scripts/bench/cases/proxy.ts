@@ -1,0 +1,111 @@
+// Proxy throughput on loopback, every server in its own process and the load generator in
+// another: the upstream direct, a bare http-proxy reverse proxy with a keep-alive agent (the
+// floor), a Gatehouse data plane with no plugins (same worker count), and the same data plane
+// with 10,000 routes (plus the router's own match cost at 100 vs 10,000 routes).
+import { join } from 'node:path';
+import { RedisStore } from '@gatehouse/core/store/redis.ts';
+import { tempDir, testRedisPrefix, getFreePort } from '@gatehouse/core/testing.ts';
+import { SNAPSHOT_KEYS } from '@gatehouse/core/snapshot.ts';
+import type { RouteEntity } from '@gatehouse/core/entities.ts';
+import { Router } from '../../../packages/data-plane/src/router.ts';
+import { route, service, snapshot } from '../../../packages/data-plane/test/helpers.ts';
+import { gatehouse, get, load, publishSnapshot, round, spawnJson, until, type BenchCase, type BenchResult, type Child, type LoadResult } from '../lib.ts';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+function routerCost(): { small: number; large: number } {
+  const make = (n: number) => {
+    const routes: RouteEntity[] = [];
+    for (let i = 0; i < n; i++) routes.push(route({ paths: [`/svc${i}/api`], hosts: [i % 2 ? `h${i}.example.test` : 'shared.example.test'] }));
+    return new Router(routes.map((r) => ({ route: r, payload: null })));
+  };
+  const requests = (n: number) =>
+    Array.from({ length: 1000 }, (_, i) => {
+      const k = ((i * 7919) % 100) * (n / 100);
+      return { method: 'GET', host: k % 2 ? `h${k}.example.test` : 'shared.example.test', port: 80, path: `/svc${k}/api/x`, headers: {}, https: false, sni: null };
+    });
+  const measure = (n: number) => {
+    const router = make(n);
+    const reqs = requests(n);
+    let best = Infinity;
+    for (let round = 0; round < 5; round++) {
+      const t0 = process.hrtime.bigint();
+      for (let k = 0; k < 50; k++) for (const r of reqs) router.match(r);
+      best = Math.min(best, Number(process.hrtime.bigint() - t0) / (50 * reqs.length));
+    }
+    return best;
+  };
+  return { small: measure(100), large: measure(10_000) };
+}
+
+export const proxyCase: BenchCase = {
+  name: 'proxy',
+  async run({ durationMs, concurrency, workers }) {
+    const children: Child[] = [];
+    const prefix = testRedisPrefix();
+    const store = new RedisStore({ url: REDIS_URL, prefix });
+    const dirs = [tempDir('gatehouse-bench-'), tempDir('gatehouse-bench-')];
+    try {
+      const up = await spawnJson([join(import.meta.dirname, '../upstream.mjs')]);
+      children.push(up);
+      const upstreamPort: number = up.info.port;
+      const bare = await spawnJson([join(import.meta.dirname, '../bare-proxy.mjs'), JSON.stringify({ target: `http://127.0.0.1:${upstreamPort}`, port: 0, workers })]);
+      children.push(bare);
+
+      // Gatehouse data plane (no plugins), config written into Redis as the control plane does.
+      const svc = service({ host: '127.0.0.1', port: upstreamPort });
+      await publishSnapshot(store, snapshot(1, { services: [svc], routes: [route({ paths: ['/'] }, svc)] }));
+      const dpPort = await getFreePort();
+      const dp = await gatehouse(
+        'data-plane',
+        { REDIS_URL, GATEHOUSE_REDIS_PREFIX: prefix, GATEHOUSE_WORKERS: String(workers), GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${dpPort}`, GATEHOUSE_DATA_DIR: dirs[0].path, GATEHOUSE_LOG_LEVEL: 'error' },
+        /proxy listening on/,
+      );
+      children.push(dp);
+      await until('data plane serving', async () => (await get(dpPort, '/bench')) === 200);
+
+      const run = (port: number, path = '/bench') => load({ url: `http://127.0.0.1:${port}${path}`, durationMs, concurrency });
+      const direct = await run(upstreamPort);
+      // Alternated, best of two each: other work on the machine hits both alike.
+      const best = (a: LoadResult, b: LoadResult) => (a.rps >= b.rps ? a : b);
+      let floor = await run(bare.info.port);
+      let gh = await run(dpPort);
+      floor = best(floor, await run(bare.info.port));
+      gh = best(gh, await run(dpPort));
+
+      // 10,000 routes: the request hits one of them (by host and path), the rest are in the way.
+      const services = [svc];
+      const routes: RouteEntity[] = [];
+      for (let i = 0; i < 10_000; i++) {
+        routes.push(route({ paths: [`/svc${i}/api`], hosts: [i % 2 ? `h${i}.example.test` : 'shared.example.test'], methods: i % 3 ? ['GET'] : null }, svc));
+      }
+      routes.push(route({ paths: ['~/items/\\d+$'] }, svc));
+      const big = snapshot(2, { services, routes });
+      const t0 = Date.now();
+      await publishSnapshot(store, big);
+      await until('10,000-route snapshot', async () => (await get(dpPort, '/svc7777/api/x', undefined, { host: 'h7777.example.test' })) === 200 && (await get(dpPort, '/bench')) === 404, 60_000);
+      const applyMs = Date.now() - t0;
+      const wide = await load({ url: `http://127.0.0.1:${dpPort}/svc7777/api/x`, headers: { host: 'h7777.example.test' }, durationMs, concurrency });
+      const cost = routerCost();
+
+      const ratio = gh.rps / floor.rps;
+      const wideRatio = wide.rps / gh.rps;
+      const fmt = (r: LoadResult) => ({ rps: round(r.rps, 0), p50_ms: round(r.p50, 2), p99_ms: round(r.p99, 2), errors: r.errors, non200: Object.entries(r.statuses).filter(([s]) => s !== '200').length });
+      const results: BenchResult[] = [
+        { name: `upstream direct (1 process)`, value: round(direct.rps, 0), unit: 'req/s', target: 'reference', pass: direct.errors === 0, detail: fmt(direct) },
+        { name: `bare http-proxy + keep-alive agent, ${workers} worker(s) (floor)`, value: round(floor.rps, 0), unit: 'req/s', target: 'reference', pass: floor.errors === 0, detail: fmt(floor) },
+        { name: `gatehouse data plane, no plugins, ${workers} worker(s)`, value: round(gh.rps, 0), unit: 'req/s', target: 'reference', pass: gh.errors === 0 && (gh.statuses['200'] ?? 0) === gh.requests, detail: fmt(gh) },
+        { name: 'gatehouse / floor throughput', value: round(ratio, 2), unit: 'x', target: '>= 0.9', pass: ratio >= 0.9, detail: { gatehouse_p99_ms: round(gh.p99, 2), floor_p99_ms: round(floor.p99, 2), p99_ratio: round(gh.p99 / floor.p99, 2) } },
+        { name: 'gatehouse with 10,000 routes / with 1 route', value: round(wideRatio, 2), unit: 'x', target: '>= 0.9', pass: wideRatio >= 0.9, detail: { ...fmt(wide), snapshot_apply_ms: applyMs } },
+        { name: 'router match cost, 10,000 vs 100 routes (in-process)', value: round(cost.large / cost.small, 2), unit: 'x', target: '< 3', pass: cost.large / cost.small < 3, detail: { ns_100: round(cost.small, 0), ns_10000: round(cost.large, 0) } },
+      ];
+      return results;
+    } finally {
+      for (const c of children.reverse()) await c.stop();
+      await store.del(SNAPSHOT_KEYS.latest, SNAPSHOT_KEYS.version(1), SNAPSHOT_KEYS.version(2), SNAPSHOT_KEYS.dataPlanes).catch(() => {});
+      await store.close();
+      for (const d of dirs) d.remove();
+    }
+  },
+};
+

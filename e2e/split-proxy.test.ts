@@ -4,7 +4,7 @@
 // plane restarted while Redis is unreachable serves from its disk cache; once Redis is back,
 // changes flow again.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createTestDatabase, getFreePort, tempDir, testRedisPrefix, TEST_REDIS_URL, type TestDatabase } from '@gatehouse/core/testing.ts';
@@ -100,6 +100,33 @@ describe('split deployment: control plane + two data planes', () => {
       return list.length === 2 ? list : null;
     });
     assert.deepEqual(dataPlanes.map((d: { workers?: number }) => d.workers).sort(), [1, 2]);
+  });
+
+  test('a data-plane worker that dies is replaced, and the new one serves the current config', async () => {
+    const dp = dps[1]; // two workers
+    const children = () =>
+      readdirSync('/proc')
+        .filter((d) => /^\d+$/.test(d))
+        .filter((pid) => {
+          try {
+            return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === dp.proc.child.pid;
+          } catch {
+            return false;
+          }
+        })
+        .map(Number);
+    const before = await waitFor('two workers', async () => (children().length === 2 ? children() : null));
+    assert.equal((await admin('/services/e2e/routes', 'POST', { name: 'workers', paths: ['/workers'] })).status, 201);
+    await both('/workers', (s) => s === 200, 'route before the worker dies');
+    process.kill(before[0], 'SIGKILL');
+    const after = await waitFor('a replacement worker', async () => {
+      const now = children();
+      return now.length === 2 && !now.includes(before[0]) ? now : null;
+    }, 30_000, procs());
+    assert.ok(after.includes(before[1]));
+    // Every connection lands on some worker: many fresh ones all get the route.
+    for (let i = 0; i < 20; i++) assert.equal((await http(dp.port, '/workers')).status, 200);
+    assert.match(dp.proc.output, /worker died; starting a new one/);
   });
 
   test('with the control plane killed, both data planes keep serving', async () => {

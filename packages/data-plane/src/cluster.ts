@@ -21,8 +21,10 @@ export interface RunningDataPlane {
   close(): Promise<void>;
 }
 
-export type PrimaryMessage = { type: 'snapshot'; snapshot: Snapshot };
+export type PrimaryMessage = { type: 'snapshot'; snapshot: Snapshot } | { type: 'no-snapshot' };
 export type WorkerMessage =
+  /** Sent before listening: the primary answers with the current snapshot, so a new worker never serves without it. */
+  | { type: 'hello' }
   | { type: 'ready'; addresses: { host: string; port: number; ssl: boolean }[] }
   | { type: 'applied'; version: number; hash: string }
   | { type: 'refused'; version: number; error: string };
@@ -80,9 +82,11 @@ async function runPrimary(config: GatehouseConfig, logger: Logger): Promise<Runn
     const w = cluster.fork({ GATEHOUSE_WORKER: '1' });
     const started = Date.now();
     w.on('message', (msg: WorkerMessage) => {
-      if (msg?.type === 'ready') {
+      if (msg?.type === 'hello') {
         live.add(w);
-        if (latest) send(w, { type: 'snapshot', snapshot: latest });
+        send(w, latest ? { type: 'snapshot', snapshot: latest } : { type: 'no-snapshot' });
+      } else if (msg?.type === 'ready') {
+        live.add(w);
         if (!addresses.length) addresses = msg.addresses;
         firstReady();
       } else if (msg?.type === 'refused') {

@@ -20,12 +20,21 @@ const runtime = new PluginRuntime(await defaultPlugins(), services);
 const proxy = new ProxyRuntime({ logger, plugins: runtime, trustedIps: config.trustedIps, waitingFor: describeStore(config, store) });
 const send = (msg: WorkerMessage) => process.send?.(msg);
 
+let firstAnswer: () => void;
+const answered = new Promise<void>((resolve) => (firstAnswer = resolve));
 process.on('message', (msg: PrimaryMessage) => {
+  if (msg?.type === 'no-snapshot') return firstAnswer();
   if (msg?.type !== 'snapshot') return;
   const { snapshot } = msg;
   proxy.apply(snapshot).then(
-    () => send({ type: 'applied', version: snapshot.version, hash: snapshot.hash }),
-    (err: Error) => send({ type: 'refused', version: snapshot.version, error: err.message }),
+    () => {
+      firstAnswer();
+      send({ type: 'applied', version: snapshot.version, hash: snapshot.hash });
+    },
+    (err: Error) => {
+      firstAnswer();
+      send({ type: 'refused', version: snapshot.version, error: err.message });
+    },
   );
 });
 
@@ -41,6 +50,9 @@ process.on('SIGTERM', stop);
 process.on('SIGINT', () => {}); // the primary decides when workers stop
 process.on('disconnect', stop);
 
+// Take the current snapshot before listening, so a replacement worker never answers 503.
+send({ type: 'hello' });
+await Promise.race([answered, new Promise((r) => setTimeout(r, 10_000).unref())]);
 const tls = config.proxyListen.some((a) => a.ssl) ? await loadTlsCredentials(config) : null;
 const addresses = await proxy.listen(config.proxyListen, tls);
 send({ type: 'ready', addresses });

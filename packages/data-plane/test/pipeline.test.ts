@@ -233,3 +233,57 @@ describe('plugin pipeline', () => {
     assert.equal(res.json().headers['x-tag'], undefined);
   });
 });
+
+describe('plugin pipeline with the real registry (oauth2)', () => {
+  const store = new MemoryStore();
+  const dir = tempDir();
+  let dp: DataPlane;
+  let up: Upstream;
+
+  before(async () => {
+    up = await startUpstream('protected');
+    // No `plugins` option: the data plane loads the registry (@gatehouse/plugins) itself.
+    dp = await startDataPlane({ config: dpConfig({ GATEHOUSE_DATA_DIR: dir.path }), store });
+  });
+  after(async () => {
+    await dp.close();
+    await up.close();
+    dir.remove();
+  });
+
+  test('an oauth2-protected route rejects a request without a token before the upstream, as Kong does', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port });
+    const open = route({ paths: ['/open'] }, svc);
+    const guarded = route({ paths: ['/guarded'] }, svc);
+    const snap = snapshot(1, {
+      services: [svc],
+      routes: [open, guarded],
+      plugins: [
+        plugin(
+          'oauth2',
+          {
+            scopes: null, mandatory_scope: false, provision_key: 'provision-key-0123456789abcdef', token_expiration: 7200,
+            enable_authorization_code: false, enable_implicit_grant: false, enable_client_credentials: true, enable_password_grant: false,
+            hide_credentials: false, accept_http_if_already_terminated: false, anonymous: null, global_credentials: false,
+            auth_header_name: 'authorization', refresh_token_ttl: 1209600, reuse_refresh_token: false, pkce: 'lax', realm: null,
+          },
+          { route: { id: guarded.id }, protocols: ['http', 'https'] },
+        ),
+      ],
+      credentials: { oauth2_credentials: [] },
+    });
+    await publish(store, snap);
+    await waitFor('snapshot with oauth2', () => dp.configVersion?.version === 1);
+    const before = up.requests;
+    const res = await req(dp.addresses[0].port, '/guarded/data', { headers: { 'x-consumer-id': 'spoofed' } });
+    assert.equal(res.status, 401);
+    assert.deepEqual(res.json(), { error: 'invalid_request', error_description: 'The access token is missing' });
+    assert.equal(res.headers['www-authenticate'], 'Bearer');
+    assert.equal(up.requests, before, 'the upstream was not called');
+    const bad = await req(dp.addresses[0].port, '/guarded/data', { headers: { authorization: 'Bearer not-a-token' } });
+    assert.equal(bad.status, 401);
+    assert.equal(bad.json().error, 'invalid_token');
+    const ok = await req(dp.addresses[0].port, '/open/x');
+    assert.equal(ok.status, 200);
+  });
+});

@@ -150,62 +150,64 @@ describe('event consumer', () => {
 });
 
 describe('all-in-one mode (in-process store)', () => {
-  test('issue, persist, revoke, and survive a restart through the database', async () => {
-    const t = await openTestDatabase();
-    const upstream = await startEchoUpstream();
-    const dirs = [tempDir(), tempDir()];
-    const config = loadConfig({
-      DATABASE_URL: t.testDb.url,
-      GATEHOUSE_ADMIN_LISTEN: '127.0.0.1:0',
-      GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl',
-      GATEHOUSE_DATA_DIR: dirs[0].path,
-      GATEHOUSE_LOG_LEVEL: 'error',
-    });
-    const boot = async () => {
-      const store = new MemoryStore();
-      const cp = await startControlPlane({ config, store, logger: silent });
-      const dp = await startDataPlane({ config: { ...config, dataDir: dirs[1].path }, store, logger: silent, pollIntervalMs: 100 });
-      const https = dp.addresses.find((a) => a.ssl)!.port;
-      const http = dp.addresses.find((a) => !a.ssl)!.port;
-      return { cp, dp, store, https, http, admin: cp.adminAddresses[0].url };
-    };
-    let node = await boot();
-    try {
-      const api = async (method: string, path: string, body?: unknown) => {
-        const res = await fetch(`${node.admin}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
-        const text = await res.text();
-        return { status: res.status, body: text ? JSON.parse(text) : null };
-      };
-      await api('POST', '/services', { name: 's', url: `http://127.0.0.1:${upstream.port}` });
-      await api('POST', '/services/s/routes', { paths: ['/api'] });
-      assert.equal((await api('POST', '/services/s/plugins', { name: 'oauth2', config: { enable_client_credentials: true } })).status, 201);
-      await api('POST', '/consumers', { username: 'bob' });
-      const cred = (await api('POST', '/consumers/bob/oauth2', { name: 'app' })).body;
-      const form = { form: { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }, https: true };
-      let token = '';
-      await waitFor('token issued', async () => {
-        const r = await request(node.https, '/api/oauth2/token', form);
-        if (r.status === 200) token = r.json().access_token;
-        return r.status === 200;
+  for (const database of ['postgres', 'pglite'] as const) {
+    test(`issue, persist, revoke, and survive a restart through the database (${database})`, async () => {
+      const t = await openTestDatabase();
+      const upstream = await startEchoUpstream();
+      const dirs = [tempDir(), tempDir()];
+      const config = loadConfig({
+        DATABASE_URL: database === 'postgres' ? t.testDb.url : '',
+        GATEHOUSE_ADMIN_LISTEN: '127.0.0.1:0',
+        GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl',
+        GATEHOUSE_DATA_DIR: dirs[0].path,
+        GATEHOUSE_LOG_LEVEL: 'error',
       });
-      const use = () => request(node.http, '/api/x', { headers: { authorization: `Bearer ${token}` } });
-      assert.equal((await use()).status, 200);
-      await waitFor('persisted', async () => (await api('GET', `/oauth2_tokens/${token}`)).status === 200);
+      const boot = async () => {
+        const store = new MemoryStore();
+        const cp = await startControlPlane({ config, store, logger: silent });
+        const dp = await startDataPlane({ config: { ...config, dataDir: dirs[1].path }, store, logger: silent, pollIntervalMs: 100 });
+        const https = dp.addresses.find((a) => a.ssl)!.port;
+        const http = dp.addresses.find((a) => !a.ssl)!.port;
+        return { cp, dp, store, https, http, admin: cp.adminAddresses[0].url };
+      };
+      let node = await boot();
+      try {
+        const api = async (method: string, path: string, body?: unknown) => {
+          const res = await fetch(`${node.admin}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
+          const text = await res.text();
+          return { status: res.status, body: text ? JSON.parse(text) : null };
+        };
+        await api('POST', '/services', { name: 's', url: `http://127.0.0.1:${upstream.port}` });
+        await api('POST', '/services/s/routes', { paths: ['/api'] });
+        assert.equal((await api('POST', '/services/s/plugins', { name: 'oauth2', config: { enable_client_credentials: true } })).status, 201);
+        await api('POST', '/consumers', { username: 'bob' });
+        const cred = (await api('POST', '/consumers/bob/oauth2', { name: 'app' })).body;
+        const form = { form: { grant_type: 'client_credentials', client_id: cred.client_id, client_secret: cred.client_secret }, https: true };
+        let token = '';
+        await waitFor('token issued', async () => {
+          const r = await request(node.https, '/api/oauth2/token', form);
+          if (r.status === 200) token = r.json().access_token;
+          return r.status === 200;
+        });
+        const use = () => request(node.http, '/api/x', { headers: { authorization: `Bearer ${token}` } });
+        assert.equal((await use()).status, 200);
+        await waitFor('persisted', async () => (await api('GET', `/oauth2_tokens/${token}`)).status === 200);
 
-      // Restart: a new in-process store starts empty; the control plane restores from Postgres.
-      await node.dp.close();
-      await node.cp.close();
-      node = await boot();
-      await waitFor('served after restart', async () => (await use()).status === 200);
+        // Restart: a new in-process store starts empty; the control plane restores from Postgres.
+        await node.dp.close();
+        await node.cp.close();
+        node = await boot();
+        await waitFor('served after restart', async () => (await use()).status === 200);
 
-      assert.equal((await api('DELETE', `/oauth2_tokens/${token}`)).status, 204);
-      assert.equal((await use()).status, 401);
-    } finally {
-      await node.dp.close();
-      await node.cp.close();
-      await upstream.close();
-      await t.close();
-      for (const d of dirs) d.remove();
-    }
-  });
+        assert.equal((await api('DELETE', `/oauth2_tokens/${token}`)).status, 204);
+        assert.equal((await use()).status, 401);
+      } finally {
+        await node.dp.close();
+        await node.cp.close();
+        await upstream.close();
+        await t.close();
+        for (const d of dirs) d.remove();
+      }
+    });
+  }
 });

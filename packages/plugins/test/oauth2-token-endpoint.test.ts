@@ -132,6 +132,7 @@ describe('token endpoint: client authentication and grant types', () => {
   test('parameters from JSON, multipart and the query string (merged, body wins)', async () => {
     const json = await dp().call('/api/oauth2/token', { json: { grant_type: 'client_credentials', client_id: setup.credential.client_id, client_secret: setup.credential.plain_secret } });
     assert.equal(json.status, 200, json.body);
+    assert.match(json.body, /^\{"token_type":"bearer","access_token":"[A-Za-z0-9]{32}","expires_in":7200\}$/, 'Kong key order');
     const boundary = 'XyZ123';
     const parts = { grant_type: 'client_credentials', client_id: setup.credential.client_id, client_secret: setup.credential.plain_secret };
     const multipart =
@@ -223,6 +224,7 @@ describe('token endpoint: client authentication and grant types', () => {
     assert.deepEqual(noUser.json(), { error: 'invalid_authenticated_userid', error_description: 'Missing authenticated_userid parameter' });
     const ok = await dp().call('/api/oauth2/token', { form: { ...base, provision_key: setup.provisionKey, authenticated_userid: 'alice', scope: 'email' } });
     assert.equal(ok.status, 200);
+    assert.match(ok.body, /^\{"refresh_token":"[A-Za-z0-9]{32}","token_type":"bearer","access_token":"[A-Za-z0-9]{32}","expires_in":7200\}$/);
     assert.match(ok.json().refresh_token, ALNUM32);
     const up = await resource(ok.json().access_token);
     assert.equal(up.json().headers['x-authenticated-userid'], 'alice');

@@ -331,10 +331,13 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     }
   }
 
+  /** Key order as Kong serialises it (its tests match the raw body). */
   function tokenBody(accessToken: string, refreshToken: string | null, expiresIn: number, state: unknown) {
-    const body: Record<string, unknown> = { access_token: accessToken, token_type: 'bearer' };
-    if (expiresIn > 0) body.expires_in = expiresIn;
+    const body: Record<string, unknown> = {};
     if (refreshToken) body.refresh_token = refreshToken;
+    body.token_type = 'bearer';
+    body.access_token = accessToken;
+    if (expiresIn > 0) body.expires_in = expiresIn;
     if (state !== undefined && state !== null) body.state = state;
     return body;
   }

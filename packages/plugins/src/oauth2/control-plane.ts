@@ -244,6 +244,7 @@ export function createOauth2ControlPlane(services: ControlPlaneServices, options
       loops.push(
         (async () => {
           let groupReady = false;
+          let backoff = 250;
           while (!stopped) {
             try {
               if (!groupReady) {
@@ -258,13 +259,15 @@ export function createOauth2ControlPlane(services: ControlPlaneServices, options
               }
               const entries = await store.xreadgroup(KEYS.stream, CONSUMER_GROUP, consumer, 200, 500);
               if (entries.length) await processEntries(entries);
+              backoff = 250;
             } catch (err) {
               if (stopped) break;
-              // NOGROUP after Redis lost the stream; anything else: back off and retry (the
-              // entries stay pending and come back through xpending).
+              // NOGROUP after Redis lost the stream, Postgres or Redis unreachable: back off and
+              // retry (unacknowledged entries stay pending and come back through xpending).
               groupReady = false;
-              logger.warn('oauth2: event consumer error', { error: String((err as Error).message ?? err) });
-              await sleep(250);
+              logger.warn('oauth2: event consumer error', { error: String((err as Error).message ?? err), retry_ms: backoff });
+              await sleep(backoff);
+              backoff = Math.min(backoff * 2, 5000);
             }
           }
         })(),

@@ -13,7 +13,7 @@ import { startControlPlane } from '@gatehouse/control-plane';
 import { startDataPlane } from '@gatehouse/data-plane';
 import { CONSUMER_GROUP, createOauth2ControlPlane } from '../src/oauth2/control-plane.ts';
 import { KEYS, TokenStore, type TokenRecord } from '../src/oauth2/tokens.ts';
-import { request, silent, startEchoUpstream } from './oauth2-helpers.ts';
+import { request, silent, startEchoUpstream, startTcpRelay } from './oauth2-helpers.ts';
 
 let db: Database;
 let closeDb: () => Promise<void>;
@@ -99,6 +99,52 @@ describe('event consumer', () => {
     } finally {
       await store.del(KEYS.stream, KEYS.sentinel);
       await store.close();
+    }
+  });
+
+  test('Postgres unreachable: events stay pending and are written once it is back', async () => {
+    const prefix = testRedisPrefix();
+    const store = new RedisStore({ url: TEST_REDIS_URL, prefix });
+    const t = await openTestDatabase();
+    const relay = await startTcpRelay(t.testDb.url);
+    const { openDatabase } = await import('@gatehouse/core/db/client.ts');
+    const viaRelay = await openDatabase({ databaseUrl: relay.url, dataDir: '/tmp' });
+    try {
+      const cid = newId();
+      const crid = newId();
+      await t.db.prisma.consumer.create({ data: { id: cid, username: 'bob', createdAt: 1, updatedAt: 1 } });
+      await t.db.prisma.oauth2Credential.create({ data: { id: crid, consumerId: cid, name: 'app', clientId: 'cid2', clientSecret: '$sha256$x$y', createdAt: 1 } });
+      const config = loadConfig({ REDIS_URL: TEST_REDIS_URL, GATEHOUSE_REDIS_PREFIX: prefix });
+      const part = createOauth2ControlPlane({ config, db: viaRelay, store, logger: silent }, { sentinelIntervalMs: 100 });
+      const stop = await part.start!();
+      try {
+        const tokens = new TokenStore(store);
+        const before = record({ credential_id: crid });
+        await tokens.emit({ t: 'token', token: before });
+        await waitFor('written while up', async () => (await t.db.prisma.oauth2Token.count({ where: { id: before.id } })) === 1);
+        await relay.cut();
+        const during = [record({ credential_id: crid }), record({ credential_id: crid })];
+        for (const r of during) await tokens.emit({ t: 'token', token: r });
+        await tokens.emit({ t: 'token_delete', ids: [before.id] });
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.equal(await t.db.prisma.oauth2Token.count({ where: { id: { in: during.map((r) => r.id) } } }), 0, 'not written while down');
+        await relay.restore();
+        await waitFor(
+          'written after recovery',
+          async () =>
+            (await t.db.prisma.oauth2Token.count({ where: { id: { in: during.map((r) => r.id) } } })) === 2 &&
+            (await t.db.prisma.oauth2Token.count({ where: { id: before.id } })) === 0,
+          15_000,
+        );
+      } finally {
+        await stop();
+      }
+    } finally {
+      await viaRelay.close().catch(() => {});
+      await relay.close();
+      await store.del(KEYS.stream, KEYS.sentinel);
+      await store.close();
+      await t.close();
     }
   });
 

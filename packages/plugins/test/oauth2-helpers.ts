@@ -308,17 +308,31 @@ export async function standardSetup(env: Env, config: Partial<Oauth2Config>, cre
   return { service, route, plugin, consumer, credential, content, provisionKey: plugin.config.provision_key as string };
 }
 
+export interface Relay {
+  url: string;
+  port: number;
+  cut(): Promise<void>;
+  restore(): Promise<void>;
+  close(): Promise<void>;
+}
+
 /** A TCP relay to Redis that a test can cut and restore (a Redis outage without touching Redis). */
-export async function startRedisRelay(): Promise<{ url: string; cut(): Promise<void>; restore(): Promise<void>; close(): Promise<void> }> {
+export function startRedisRelay(): Promise<Relay> {
+  return startTcpRelay(TEST_REDIS_URL);
+}
+
+/** A TCP relay to the server of `url` (redis:// or postgresql://); `url` of the relay keeps the rest. */
+export async function startTcpRelay(targetUrl: string): Promise<Relay> {
   const { createServer: createTcpServer, connect } = await import('node:net');
-  const target = new URL(TEST_REDIS_URL);
+  const target = new URL(targetUrl);
+  const defaultPort = target.protocol.startsWith('redis') ? 6379 : 5432;
   const sockets = new Set<import('node:net').Socket>();
   let port = 0;
   let server: import('node:net').Server | null = null;
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       const srv = createTcpServer((client) => {
-        const upstream = connect(Number(target.port || 6379), target.hostname);
+        const upstream = connect(Number(target.port || defaultPort), target.hostname);
         sockets.add(client);
         sockets.add(upstream);
         const drop = () => {
@@ -346,5 +360,8 @@ export async function startRedisRelay(): Promise<{ url: string; cut(): Promise<v
     if (srv) await new Promise<void>((r) => srv.close(() => r()));
   };
   await listen();
-  return { url: `redis://127.0.0.1:${port}`, cut, restore: listen, close: cut };
+  const url = new URL(targetUrl);
+  url.hostname = '127.0.0.1';
+  url.port = String(port);
+  return { url: url.toString(), port, cut, restore: listen, close: cut };
 }

@@ -257,6 +257,15 @@ describe('across the split', () => {
     assert.equal(up.json().headers['x-authenticated-userid'], 'clark');
   });
 
+  test('one code redeemed concurrently on both data planes: exactly one success', async () => {
+    const a = await dps[1].call('/api/oauth2/authorize', { form: { provision_key: provisionKey, authenticated_userid: 'clark', client_id: credential.client_id, response_type: 'code' } });
+    const code = new URL(a.json().redirect_uri).searchParams.get('code')!;
+    const form = { grant_type: 'authorization_code', code, client_id: credential.client_id, client_secret: credential.client_secret };
+    const results = await Promise.all(Array.from({ length: 16 }, (_, i) => dps[i % 2].call('/api/oauth2/token', { form })));
+    assert.equal(results.filter((r) => r.status === 200).length, 1, results.map((r) => r.status).join(','));
+    assert.ok(results.filter((r) => r.status !== 200).every((r) => r.json().error_description === 'Invalid code'));
+  });
+
   test('revocation reaches every data plane within 100 ms (p99 over 50, admin DELETE and RFC 7009)', async () => {
     const tokens: string[] = [];
     for (let i = 0; i < 50; i++) tokens.push(await newToken(dps[i % 2]));

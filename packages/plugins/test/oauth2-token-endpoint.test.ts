@@ -487,3 +487,73 @@ describe('refresh tokens', () => {
     assert.equal((await resource(body.access_token)).status, 200);
   });
 });
+
+describe('PKCE modes, global credentials and service binding of codes and refresh tokens', () => {
+  test('pkce=strict: confidential clients need a challenge too; pkce=none: public clients do not', async () => {
+    const strict = await standardSetup(env, { enable_authorization_code: true, pkce: 'strict' });
+    const base = { provision_key: strict.provisionKey, authenticated_userid: 'u', client_id: strict.credential.client_id, response_type: 'code' };
+    const res = await authorize(base);
+    assert.match(res.json().redirect_uri, /code_challenge%20is%20required%20for%20confidential%20clients/);
+    const none = await standardSetup(env, { enable_authorization_code: true, pkce: 'none' }, { client_type: 'public' });
+    const ok = await authorize({ provision_key: none.provisionKey, authenticated_userid: 'u', client_id: none.credential.client_id, response_type: 'code' });
+    assert.equal(ok.status, 200, ok.body);
+    const code = codeFrom(ok.json().redirect_uri);
+    const tok = await dp().call('/api/oauth2/token', { form: { grant_type: 'authorization_code', code, client_id: none.credential.client_id } });
+    assert.equal(tok.status, 200, tok.body);
+  });
+
+  test('HTTPS is required at the authorization endpoint too', async () => {
+    const s = await standardSetup(env, { enable_authorization_code: true });
+    const res = await dp().call('/api/oauth2/authorize', {
+      https: false,
+      form: { provision_key: s.provisionKey, authenticated_userid: 'u', client_id: s.credential.client_id, response_type: 'code', state: 'st' },
+    });
+    assert.equal(res.status, 400);
+    assert.deepEqual(res.json(), { error: 'access_denied', error_description: 'You must use HTTPS', state: 'st' });
+  });
+
+  test("codes and refresh tokens are bound to their service; global codes to their plugin", async () => {
+    const consumer = makeConsumer('bob');
+    const credential = await makeCredential(consumer);
+    const svcA = makeService(env.upstream.port);
+    const svcB = makeService(env.upstream.port);
+    const svcC = makeService(env.upstream.port);
+    const svcD = makeService(env.upstream.port);
+    const routes = [makeRoute(['/a'], svcA), makeRoute(['/b'], svcB), makeRoute(['/c'], svcC), makeRoute(['/d'], svcD)];
+    const cfg = { enable_authorization_code: true, enable_password_grant: true };
+    const pA = makeOauth2Plugin(cfg, { service: { id: svcA.id } });
+    const pB = makeOauth2Plugin(cfg, { service: { id: svcB.id } });
+    const pC = makeOauth2Plugin({ ...cfg, global_credentials: true }, { service: { id: svcC.id } });
+    const pD = makeOauth2Plugin({ ...cfg, global_credentials: true }, { service: { id: svcD.id } });
+    // One provision key for all, so only the binding differs.
+    for (const p of [pB, pC, pD]) p.config.provision_key = pA.config.provision_key;
+    await env.publish({ services: [svcA, svcB, svcC, svcD], routes, plugins: [pA, pB, pC, pD], consumers: [consumer], credentials: { oauth2_credentials: [credential] } });
+    const key = pA.config.provision_key as string;
+    const auth = { client_id: credential.client_id, client_secret: credential.plain_secret };
+    const codeOn = async (prefix: string) =>
+      codeFrom((await dp().call(`${prefix}/oauth2/authorize`, { form: { provision_key: key, authenticated_userid: 'u', client_id: credential.client_id, response_type: 'code' } })).json().redirect_uri);
+
+    const codeA = await codeOn('/a');
+    assert.deepEqual((await dp().call('/b/oauth2/token', { form: { grant_type: 'authorization_code', code: codeA, ...auth } })).json(), { error: 'invalid_request', error_description: 'Invalid code' });
+    assert.equal((await dp().call('/a/oauth2/token', { form: { grant_type: 'authorization_code', code: codeA, ...auth } })).status, 200);
+
+    const codeC = await codeOn('/c');
+    assert.deepEqual((await dp().call('/d/oauth2/token', { form: { grant_type: 'authorization_code', code: codeC, ...auth } })).json(), { error: 'invalid_request', error_description: 'Invalid code' }, 'another global plugin instance');
+    assert.equal((await dp().call('/c/oauth2/token', { form: { grant_type: 'authorization_code', code: codeC, ...auth } })).status, 200);
+
+    const pw = (await dp().call('/a/oauth2/token', { form: { grant_type: 'password', provision_key: key, authenticated_userid: 'u', ...auth } })).json();
+    assert.deepEqual((await dp().call('/b/oauth2/token', { form: { grant_type: 'refresh_token', refresh_token: pw.refresh_token, ...auth } })).json(), {
+      error: 'invalid_request',
+      error_description: 'Invalid refresh_token',
+    });
+    assert.equal((await dp().call('/a/oauth2/token', { form: { grant_type: 'refresh_token', refresh_token: pw.refresh_token, ...auth } })).status, 200);
+  });
+
+  test('without config.scopes a requested scope is silently dropped', async () => {
+    const s = await standardSetup(env, { enable_client_credentials: true });
+    const res = await dp().call('/api/oauth2/token', { form: { grant_type: 'client_credentials', client_id: s.credential.client_id, client_secret: s.credential.plain_secret, scope: 'anything' } });
+    assert.equal(res.status, 200);
+    const up = await resource(res.json().access_token);
+    assert.equal(up.json().headers['x-authenticated-scope'], undefined);
+  });
+});

@@ -101,8 +101,8 @@ export function spawnJson(args: string[], env: Record<string, string> = {}): Pro
   });
 }
 
-/** `node bin/gatehouse.js <command>` with env; resolves once it printed `readyPattern`. */
-export function gatehouse(command: string, env: Record<string, string>, readyPattern: RegExp, timeoutMs = 60_000): Promise<Child> {
+/** `node bin/gatehouse.js <command>` with env; resolves once it printed `readyPattern` (null: at once). */
+export function gatehouse(command: string, env: Record<string, string>, readyPattern: RegExp | null, timeoutMs = 60_000): Promise<Child> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(root, 'bin/gatehouse.js'), command], {
       cwd: root,
@@ -112,7 +112,7 @@ export function gatehouse(command: string, env: Record<string, string>, readyPat
     const c = track(child);
     const timer = setTimeout(() => reject(new Error(`gatehouse ${command} not ready after ${timeoutMs} ms: ${c.output.slice(-2000)}`)), timeoutMs);
     const check = () => {
-      if (readyPattern.test(c.output)) {
+      if (!readyPattern || readyPattern.test(c.output)) {
         clearTimeout(timer);
         resolve(c);
       }
@@ -123,6 +123,7 @@ export function gatehouse(command: string, env: Record<string, string>, readyPat
       clearTimeout(timer);
       reject(new Error(`gatehouse ${command} exited with ${code}: ${c.output.slice(-2000)}`));
     });
+    check();
   });
 }
 

@@ -68,6 +68,15 @@ export function describeStore(config: Pick<GatehouseConfig, 'redisUrl'>, store: 
   }
 }
 
+function parsePointer(message: string): SnapshotPointer | null {
+  try {
+    const p = JSON.parse(message);
+    return Number.isInteger(p?.version) && typeof p?.hash === 'string' ? { version: p.version, hash: p.hash } : null;
+  } catch {
+    return null;
+  }
+}
+
 function primaryIp(): string | null {
   for (const list of Object.values(networkInterfaces())) {
     for (const i of list ?? []) if (!i.internal && i.family === 'IPv4') return i.address;
@@ -92,6 +101,7 @@ export class SnapshotSync {
   private current: SnapshotPointer | null = null;
   private running: Promise<void> | null = null;
   private rerun = false;
+  private hint: SnapshotPointer | null = null;
   private refused = new Map<string, number>();
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => Promise<void>) | null = null;
@@ -135,7 +145,7 @@ export class SnapshotSync {
     const { store } = this.o;
     this.offResubscribe = store.onResubscribe(() => void this.check('resubscribed'));
     store
-      .subscribe(SNAPSHOT_KEYS.channel, () => void this.check('announced'))
+      .subscribe(SNAPSHOT_KEYS.channel, (message) => void this.check('announced', parsePointer(message)))
       .then((off) => {
         if (this.closed) void off();
         else this.unsubscribe = off;
@@ -157,8 +167,14 @@ export class SnapshotSync {
   }
 
   /** Fetches the latest snapshot if it differs from the current one. Calls coalesce. */
-  check(reason: string): Promise<void> {
+  /**
+   * Fetches the latest snapshot if it differs from the current one. Calls coalesce. `hint` is
+   * an announced pointer: newer than the current one, it is fetched directly (one round trip
+   * less); otherwise `config:latest` decides.
+   */
+  check(reason: string, hint: SnapshotPointer | null = null): Promise<void> {
     if (this.closed) return Promise.resolve();
+    if (hint && (!this.hint || hint.version > this.hint.version)) this.hint = hint;
     if (this.running) {
       this.rerun = true;
       return this.running;
@@ -167,7 +183,9 @@ export class SnapshotSync {
       try {
         do {
           this.rerun = false;
-          await this.checkOnce(reason);
+          const h = this.hint;
+          this.hint = null;
+          await this.checkOnce(reason, h && (!this.current || h.version > this.current.version) ? h : null);
         } while (this.rerun && !this.closed);
       } finally {
         this.running = null;
@@ -176,16 +194,19 @@ export class SnapshotSync {
     return this.running;
   }
 
-  private async checkOnce(reason: string): Promise<void> {
+  private async checkOnce(reason: string, hint: SnapshotPointer | null): Promise<void> {
     const { store, logger } = this.o;
     let pointer: SnapshotPointer;
-    try {
-      const raw = await store.get(SNAPSHOT_KEYS.latest);
-      if (!raw) return;
-      pointer = JSON.parse(raw);
-    } catch (err) {
-      this.logError('cannot read the latest config pointer', err);
-      return;
+    if (hint) pointer = hint;
+    else {
+      try {
+        const raw = await store.get(SNAPSHOT_KEYS.latest);
+        if (!raw) return;
+        pointer = JSON.parse(raw);
+      } catch (err) {
+        this.logError('cannot read the latest config pointer', err);
+        return;
+      }
     }
     if (!pointer || typeof pointer.hash !== 'string' || !Number.isInteger(pointer.version)) {
       this.logError('malformed config pointer', new Error(JSON.stringify(pointer)));

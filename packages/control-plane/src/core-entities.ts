@@ -12,26 +12,32 @@ const PLUGIN_PROTOCOLS = ['grpc', 'grpcs', 'http', 'https'];
 
 // ----------------------------------------------------------------- typedefs
 
-const NAME_RE = /^[\p{L}\p{N}._~-]+$/u;
+// Kong's utf8_name: ASCII alphanumerics and `. - _ ~`, plus any non-ASCII character.
+const NAME_RE = /^[A-Za-z0-9._~\u0080-\u{10ffff}-]+$/u;
 const utf8Name = z
   .string()
   .min(1)
   .max(255)
   .superRefine((v, ctx) => {
     if (!NAME_RE.test(v)) {
-      ctx.addIssue({ code: 'custom', message: `invalid value '${v.slice(0, 100)}': it must only contain alphanumeric and '., -, _, ~' characters` });
+      ctx.addIssue({ code: 'custom', message: `invalid value '${v.slice(0, 100)}': the only accepted ascii characters are alphanumerics or ., -, _, and ~` });
     }
   });
 
-const TAG_RE = /^[\x21-\x2b\x2d\x2e\x30-\x7e\u0080-\u{10ffff}]+$/u;
-const tags = z
-  .array(
-    z
-      .string()
-      .min(1)
-      .max(255)
-      .refine((t) => TAG_RE.test(t), { message: 'invalid tag: expected printable ascii (except `,` and `/`) or valid utf-8 sequences' }),
-  )
+export const TAG_RE = /^[\x20-\x2b\x2d\x2e\x30-\x7e\u0080-\u{10ffff}]+$/u;
+export const tagError = (tag: string) =>
+  `invalid tag '${tag.slice(0, 100)}': expected printable ascii (except \`,\` and \`/\`) or valid utf-8 sequences`;
+/** Kong's `set` type: a wrong type reads "expected a set". */
+const set = <T extends z.ZodType>(element: T) => z.array(element, { error: 'expected a set' });
+const tags = set(
+  z
+    .string()
+    .min(1)
+    .max(255)
+    .superRefine((t, ctx) => {
+      if (!TAG_RE.test(t)) ctx.addIssue({ code: 'custom', message: tagError(t) });
+    }),
+)
   .max(1000)
   .nullable()
   .default(null);
@@ -51,6 +57,17 @@ const int = () => z.number({ error: 'expected an integer' }).int();
 const between = (min: number, max: number) =>
   int().min(min, `value should be between ${min} and ${max}`).max(max, `value should be between ${min} and ${max}`);
 
+/** Kong's validate_path: RFC 3986 path characters, properly percent-encoded. */
+function pathError(v: string): string | null {
+  if (!/^\/[A-Za-z0-9._~\/%:@!$&'()*+,;=-]*$/.test(v)) {
+    return `invalid path: '${v.slice(0, 200)}' (characters outside of the reserved list of RFC 3986 found)`;
+  }
+  const raw = v.replace(/%[0-9A-Fa-f]{2}/g, '___');
+  const bad = /%.?.?/.exec(raw);
+  if (bad) return `invalid url-encoded value: '${bad[0]}'`;
+  return null;
+}
+
 const path = z
   .string()
   .min(1)
@@ -58,7 +75,10 @@ const path = z
   .superRefine((v, ctx) => {
     if (!v.startsWith('/')) ctx.addIssue({ code: 'custom', message: 'should start with: /' });
     else if (v.includes('//')) ctx.addIssue({ code: 'custom', message: 'must not have empty segments' });
-    else if (/[\s?#]/.test(v)) ctx.addIssue({ code: 'custom', message: `invalid path: '${v.slice(0, 100)}' (characters outside the path alphabet)` });
+    else {
+      const err = pathError(v);
+      if (err) ctx.addIssue({ code: 'custom', message: err });
+    }
   });
 
 const uuid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'expected a valid UUID');
@@ -82,47 +102,55 @@ const serviceSchema = z
     client_certificate: z.strictObject({ id: uuid }).nullable().default(null),
     tls_verify: z.boolean().nullable().default(null),
     tls_verify_depth: between(0, 64).nullable().default(null),
-    ca_certificates: z.array(uuid).nullable().default(null),
+    ca_certificates: z.array(uuid, { error: 'expected an array' }).nullable().default(null),
     enabled: z.boolean().default(true),
   })
   .superRefine((s, ctx) => {
-    if (s.path !== null && ['tcp', 'tls', 'udp', 'grpc', 'grpcs', 'tls_passthrough'].includes(s.protocol)) {
-      ctx.addIssue({ code: 'custom', path: ['path'], message: 'value must be null' });
-    }
+    // Kong's `conditional` entity checks: the field error plus one entity error per failed check.
+    const conditional = (field: string) => {
+      ctx.addIssue({ code: 'custom', path: [field], message: 'value must be null' });
+      ctx.addIssue({ code: 'custom', path: [], message: "failed conditional validation given value of field 'protocol'" });
+    };
+    if (s.path !== null && ['tcp', 'tls', 'udp', 'grpc', 'grpcs'].includes(s.protocol)) conditional('path');
     if (!['https', 'tls'].includes(s.protocol)) {
       for (const f of ['client_certificate', 'tls_verify', 'tls_verify_depth', 'ca_certificates'] as const) {
-        if (s[f] !== null) ctx.addIssue({ code: 'custom', path: [f], message: 'value must be null' });
+        if (s[f] !== null) conditional(f);
       }
     }
   });
 
-/** Kong's `url` shorthand: protocol, host, port and path from one URL; never stored. */
+/**
+ * Kong's `url` shorthand (a string field): protocol, host, port and path from one URL; never
+ * stored. A URL without a host leaves `host` null, so the schema reports it missing, as Kong.
+ */
 export function expandServiceUrl(body: Row): Row {
   if (!('url' in body)) return body;
   const { url, ...rest } = body;
-  const fail = (msg: string) => schemaViolation({ url: msg });
   if (url === null) return rest;
-  if (typeof url !== 'string') throw fail('expected a string');
+  if (typeof url !== 'string') throw schemaViolation({ url: 'expected a string' });
+  if (url === '') throw schemaViolation({ url: 'length must be at least 1' });
   const text = url.trim();
-  if (!text) throw fail('length must be at least 1');
   const hasScheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(text);
-  let parsed: URL;
+  const full = hasScheme ? text : `http://${text.replace(/^\/\//, '')}`;
+  let parsed: URL | null = null;
   try {
-    parsed = new URL(hasScheme ? text : `http://${text}`);
+    parsed = new URL(full);
   } catch {
-    throw fail(`missing host in url`);
+    parsed = null;
   }
-  if (!parsed.hostname) throw fail('missing host in url');
-  let protocol = parsed.protocol.slice(0, -1).toLowerCase();
-  const explicitPort = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:[^@/?#]*@)?(?:\[[^\]]*\]|[^:/?#]*):(\d+)/.exec(hasScheme ? text : `http://${text}`)?.[1];
-  if (!hasScheme) protocol = explicitPort === '443' ? 'https' : 'http';
-  const port = explicitPort !== undefined ? Number(explicitPort) : protocol === 'https' || protocol === 'grpcs' ? 443 : 80;
-  const rawPath = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/.exec(hasScheme ? text : `http://${text}`)?.[1];
+  const explicitPort = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:[^@/?#]*@)?(?:\[[^\]]*\]|[^:/?#]*):(\d+)/.exec(full)?.[1];
+  const port = explicitPort !== undefined ? Number(explicitPort) : undefined;
+  let protocol = hasScheme ? text.slice(0, text.indexOf(':')).toLowerCase() : port === 443 ? 'https' : 'http';
+  if (!parsed || !parsed.hostname) {
+    return { ...rest, protocol, host: null, port: port ?? (protocol === 'https' ? 443 : 80), path: null };
+  }
+  protocol = hasScheme ? parsed.protocol.slice(0, -1).toLowerCase() : protocol;
+  const rawPath = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/.exec(full)?.[1];
   return {
     ...rest,
     protocol,
     host: parsed.hostname.replace(/^\[|\]$/g, ''),
-    port,
+    port: port ?? (protocol === 'https' || protocol === 'grpcs' ? 443 : 80),
     path: rawPath ? rawPath : null,
   };
 }
@@ -188,48 +216,69 @@ const routePath = z
   .min(1)
   .max(4096)
   .superRefine((v, ctx) => {
-    if (v.startsWith('~')) {
-      if (!v.startsWith('~/')) ctx.addIssue({ code: 'custom', message: 'should start with: / (fixed path) or ~/ (regex path)' });
-      else {
-        try {
-          new RegExp(v.slice(1));
-        } catch {
-          ctx.addIssue({ code: 'custom', message: `invalid regex: '${v.slice(1, 100)}'` });
-        }
+    // Kong's order: match_none (//), match_any (prefix), then the custom validator.
+    if (v.includes('//')) ctx.addIssue({ code: 'custom', message: 'must not have empty segments' });
+    else if (!v.startsWith('/') && !v.startsWith('~/')) {
+      ctx.addIssue({ code: 'custom', message: 'should start with: / (fixed path) or ~/ (regex path)' });
+    } else if (v.startsWith('/')) {
+      const err = pathError(v);
+      if (err?.startsWith('invalid url-encoded')) ctx.addIssue({ code: 'custom', message: err });
+    } else {
+      try {
+        new RegExp(v.slice(1));
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: `invalid regex: '${v.slice(1, 200)}' (${(e as Error).message.replace(/^Invalid regular expression: /, '')})` });
       }
-    } else if (!v.startsWith('/')) ctx.addIssue({ code: 'custom', message: 'should start with: / (fixed path) or ~/ (regex path)' });
-    else if (v.includes('//')) ctx.addIssue({ code: 'custom', message: 'must not have empty segments' });
+    }
   });
 
 const routeHost = z
   .string()
   .min(1)
   .superRefine((v, ctx) => {
-    const m = /^(.*?)(?::(\d{1,5}))?$/.exec(v)!;
-    const name = m[1];
-    const wildcards = (name.match(/\*/g) ?? []).length;
-    const port = m[2] === undefined ? null : Number(m[2]);
-    if (port !== null && port > 65535) ctx.addIssue({ code: 'custom', message: `invalid port number` });
-    else if (wildcards > 1) ctx.addIssue({ code: 'custom', message: 'only one wildcard must be specified' });
-    else if (wildcards === 1 && !name.startsWith('*.') && !name.endsWith('.*')) {
-      ctx.addIssue({ code: 'custom', message: 'wildcard must be leftmost or rightmost character' });
-    } else if (!isHost(name.replace(/^\*\./, 'x.').replace(/\.\*$/, '.x'))) {
-      ctx.addIssue({ code: 'custom', message: `invalid hostname: ${v.slice(0, 100)}` });
+    if ((v.match(/\*/g) ?? []).length > 1) {
+      ctx.addIssue({ code: 'custom', message: 'invalid wildcard: must have at most one wildcard' });
+      return;
     }
+    if (v.includes('*') && !v.startsWith('*.') && !/\.\*(:\d+)?$/.test(v)) {
+      ctx.addIssue({ code: 'custom', message: 'invalid wildcard: must be placed at leftmost or rightmost label' });
+      return;
+    }
+    const m = /^(.*?)(?::(\d{1,5}))?$/.exec(v.replace('*', 'abc'))!;
+    if (m[2] !== undefined && Number(m[2]) > 65535) ctx.addIssue({ code: 'custom', message: 'invalid port number' });
+    else if (!isHost(m[1])) ctx.addIssue({ code: 'custom', message: `invalid hostname: ${v.slice(0, 100)}` });
+  });
+
+const IP_OR_CIDR = /^(?:(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\/(?:3[0-2]|[12]?\d))?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:\/(?:12[0-8]|1[01]\d|\d?\d))?)$/;
+const sni = z
+  .string()
+  .min(1)
+  .max(253)
+  .superRefine((v, ctx) => {
+    if (IPV4_RE.test(v) || (v.includes(':') && IPV6_RE.test(v) && !/^[^:]+:\d+$/.test(v))) ctx.addIssue({ code: 'custom', message: 'must not be an IP' });
+    else if (/:\d+$/.test(v)) ctx.addIssue({ code: 'custom', message: 'must not have a port' });
+    else if (!isHost(v)) ctx.addIssue({ code: 'custom', message: `invalid value: ${v.slice(0, 100)}` });
   });
 
 const endpoint = z
-  .strictObject({ ip: z.string().min(1).max(64).optional(), port: between(0, 65535).optional() })
-  .refine((e) => e.ip !== undefined || e.port !== undefined, { message: 'at least one of these fields must be non-empty: ip, port' });
+  .strictObject({
+    ip: z
+      .string()
+      .max(64)
+      .refine((v) => IP_OR_CIDR.test(v), { error: (iss) => `invalid ip or cidr range: '${String(iss.input)}'` })
+      .nullable()
+      .optional(),
+    port: between(0, 65535).nullable().optional(),
+  })
+  .refine((e) => (e.ip ?? null) !== null || (e.port ?? null) !== null, { message: "at least one of these fields must be non-empty: 'ip', 'port'" });
 
 const dedupe = <T>(list: T[] | null) => (list ? [...new Set(list)] : list);
 
 const routeSchema = z
   .strictObject({
     name: utf8Name.nullable().default(null),
-    protocols: z.array(z.enum(ALL_PROTOCOLS)).min(1).default(['http', 'https']).transform((l) => dedupe(l)!),
-    methods: z
-      .array(z.string().regex(/^[A-Z]+$/))
+    protocols: set(z.enum(ALL_PROTOCOLS)).min(1).default(['http', 'https']).transform((l) => dedupe(l)!),
+    methods: set(z.string().regex(/^[A-Z]+$/))
       .nullable()
       .default(null)
       .transform(dedupe),
@@ -241,12 +290,12 @@ const routeSchema = z
       .default(null)
       .superRefine((h, ctx) => {
         if (h && Object.keys(h).some((k) => k.toLowerCase() === 'host')) {
-          ctx.addIssue({ code: 'custom', message: "cannot contain 'host' header" });
+          ctx.addIssue({ code: 'custom', message: "cannot contain 'host' header, which must be specified in the 'hosts' attribute" });
         }
       }),
-    snis: z.array(z.string().min(1).max(253)).nullable().default(null).transform(dedupe),
-    sources: z.array(endpoint).nullable().default(null),
-    destinations: z.array(endpoint).nullable().default(null),
+    snis: set(sni).nullable().default(null).transform(dedupe),
+    sources: set(endpoint).nullable().default(null),
+    destinations: set(endpoint).nullable().default(null),
     https_redirect_status_code: int()
       .refine((v) => [426, 301, 302, 307, 308].includes(v), { message: 'expected one of: 426, 301, 302, 307, 308' })
       .default(426),
@@ -437,8 +486,7 @@ export function pluginsEntity(getPlugin: (name: string) => PluginDefinition | un
         if (!getPlugin(n)) ctx.addIssue({ code: 'custom', message: notEnabled(n) });
       }),
       ...pluginBase,
-      protocols: z
-        .array(z.enum(protocols as [string, ...string[]]))
+      protocols: set(z.enum(protocols as [string, ...string[]]))
         .min(1)
         .default(protocols)
         .transform((l) => [...new Set(l)]),

@@ -14,6 +14,7 @@ import {
   type Row,
   type WriteContext,
 } from '@gatehouse/core';
+import { TAG_RE, tagError } from './core-entities.ts';
 import { luaTable } from './lua.ts';
 import { formCoerce, objectKeys } from './zod-util.ts';
 
@@ -137,8 +138,7 @@ function decodeOffset(raw: string): string {
   return parsed[0];
 }
 
-const TAG_RE = /^[\x21-\x2b\x2d\x2e\x30-\x7e\u0080-\u{10ffff}]+$/u;
-const TAG_MESSAGE = 'invalid tag: expected printable ascii (except `,` and `/`) or valid utf-8 sequences';
+
 
 function tagsFilter(query: URLSearchParams): { where: Row | null; raw: string | null } {
   const raw = query.get('tags');
@@ -356,7 +356,7 @@ export class EntityEngine {
     if (!parsed.success) Object.assign(errors, zodToFieldErrors(parsed.error, input));
     // Kong's `tags` typedef holds for every entity (the ?tags= filter depends on it).
     if (Array.isArray(input.tags) && errors.tags === undefined) {
-      const bad = input.tags.map((tag: unknown) => (typeof tag === 'string' && !TAG_RE.test(tag) ? TAG_MESSAGE : null));
+      const bad = input.tags.map((tag: unknown) => (typeof tag === 'string' && !TAG_RE.test(tag) ? tagError(tag) : null));
       if (bad.some(Boolean)) errors.tags = bad;
     }
     const value: Row = parsed.success ? { ...parsed.data } : {};
@@ -471,7 +471,7 @@ export class EntityEngine {
         : await this.delegate(tx, def).create({ data: row });
       if (def.isConfig) await bumpVersion(tx);
       return saved as Row;
-    });
+    }, TX_OPTIONS);
 
     await this.committed(def, op === 'create' ? 'create' : 'update', before, result);
     const out = def.toWriteResponse ? def.toWriteResponse(result, value) : def.toEntity(result);
@@ -491,7 +491,7 @@ export class EntityEngine {
       const rows = await this.delegate(tx, def).deleteMany({ where: { id: existing.id } });
       if (rows.count > 0 && def.isConfig) await bumpVersion(tx);
       return rows.count > 0;
-    });
+    }, TX_OPTIONS);
     if (deleted) await this.committed(def, 'delete', existing, null);
   }
 
@@ -527,6 +527,12 @@ export class EntityEngine {
     }
   }
 }
+
+/**
+ * Waiting for a connection (Postgres pool) or for the single embedded connection (PGlite, where
+ * interactive transactions queue) can take a while under bursts; Prisma's default is 2 s.
+ */
+const TX_OPTIONS = { maxWait: 15_000, timeout: 30_000 };
 
 export async function bumpVersion(tx: Tx): Promise<void> {
   await tx.configVersion.upsert({

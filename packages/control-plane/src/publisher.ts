@@ -58,6 +58,7 @@ export class SnapshotPublisher {
   /** Number of snapshots built and stored (tests and /status). */
   published = 0;
   lastError: string | null = null;
+  private failures = 0;
 
   constructor(private readonly options: PublisherOptions) {}
 
@@ -80,40 +81,63 @@ export class SnapshotPublisher {
     }, this.options.debounceMs ?? 5);
   }
 
-  /** Resolves once every write notified so far is published (or failed). */
-  async flush(): Promise<void> {
-    for (let i = 0; i < 20; i++) {
+  /**
+   * Resolves once every write notified so far is published, retrying failed publishes (the
+   * database or the store briefly away) until `timeoutMs`.
+   */
+  async flush(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && !this.closed) {
+      if (this.running) {
+        await this.running;
+        continue;
+      }
+      if (!this.dirty) return;
       if (this.timer) {
         clearTimeout(this.timer);
         this.timer = null;
       }
-      if (this.dirty && !this.running) void this.run();
-      if (!this.running) return;
-      await this.running;
+      await this.run();
+      if (this.dirty) await new Promise((r) => setTimeout(r, 100));
     }
   }
 
   private run(): Promise<void> {
     if (this.running) return this.running;
-    this.running = (async () => {
+    const loop = this.loop();
+    this.running = loop;
+    // Cleared only once the loop settled (an async function that finds nothing to do settles
+    // after this assignment, never before it), and only if no newer loop replaced it.
+    const clear = () => {
+      if (this.running === loop) this.running = null;
+    };
+    loop.then(clear, clear);
+    return loop;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.dirty && !this.closed) {
+      this.dirty = false;
       try {
-        while (this.dirty && !this.closed) {
-          this.dirty = false;
-          try {
-            await this.publishOnce();
-            this.lastError = null;
-          } catch (err) {
-            // The periodic check publishes again once the database and the store are back.
-            this.lastError = (err as Error).message;
-            this.options.logger.warn('snapshot publish failed; will retry', { error: (err as Error).message });
-            break;
-          }
+        await this.publishOnce();
+        this.lastError = null;
+        this.failures = 0;
+      } catch (err) {
+        // Retry with a backoff; the periodic check is the safety net behind it.
+        this.lastError = (err as Error).message;
+        this.dirty = true;
+        this.failures++;
+        this.options.logger.warn('snapshot publish failed; will retry', { error: (err as Error).message, attempt: this.failures });
+        if (!this.timer && !this.closed) {
+          this.timer = setTimeout(() => {
+            this.timer = null;
+            void this.run();
+          }, Math.min(100 * 2 ** Math.min(this.failures, 6), 5000));
+          this.timer.unref();
         }
-      } finally {
-        this.running = null;
+        return;
       }
-    })();
-    return this.running;
+    }
   }
 
   /** Checks the store against the database and republishes when it is missing or behind. */
@@ -143,12 +167,11 @@ export class SnapshotPublisher {
     const read = async (tx: any) => {
       const row = await tx.configVersion.findUnique({ where: { id: 1 } });
       const order = { orderBy: { id: 'asc' as const } };
-      const [services, routes, consumers, plugins] = await Promise.all([
-        tx.service.findMany(order),
-        tx.route.findMany(order),
-        tx.consumer.findMany(order),
-        tx.plugin.findMany(order),
-      ]);
+      // One after the other: a transaction is one connection (and PGlite has only one).
+      const services = await tx.service.findMany(order);
+      const routes = await tx.route.findMany(order);
+      const consumers = await tx.consumer.findMany(order);
+      const plugins = await tx.plugin.findMany(order);
       const credentials: Record<string, unknown[]> = {};
       const txDb: Database = { ...db, prisma: tx as PrismaClient };
       for (const part of parts) if (part.snapshot) Object.assign(credentials, await part.snapshot(txDb));

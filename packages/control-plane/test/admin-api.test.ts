@@ -66,10 +66,16 @@ describe('services', () => {
       for (const [k, v] of Object.entries(want)) assert.deepEqual(res.body[k], v, `${url} → ${k}`);
       await api.delete(`/services/${res.body.id}`).expect(204);
     }
-    for (const url of ['', ' ', 42]) {
+    const cases400: [unknown, Record<string, unknown>][] = [
+      ['', { url: 'length must be at least 1' }],
+      [42, { url: 'expected a string' }],
+      [' ', { host: 'required field missing' }],
+      ['http://', { host: 'required field missing' }],
+    ];
+    for (const [url, fields] of cases400) {
       const res = await api.post('/services').send({ url }).expect(400);
       assert.equal(res.body.code, 2);
-      assert.ok(typeof res.body.fields.url === 'string');
+      assert.deepEqual(res.body.fields, fields, `url ${JSON.stringify(url)}`);
     }
   });
 
@@ -147,9 +153,26 @@ describe('services', () => {
     });
     assert.equal(r2.body.message, '3 schema violations (foo: unknown field; protocol: expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp; retries: expected an integer)');
     const r3 = await api.post('/services').send({ host: 'x.test', protocol: 'tcp', path: '/x' }).expect(400);
-    assert.deepEqual(r3.body.fields, { path: 'value must be null' });
+    assert.deepEqual(r3.body, {
+      code: 2,
+      name: 'schema violation',
+      message: "2 schema violations (failed conditional validation given value of field 'protocol'; path: value must be null)",
+      fields: { '@entity': ["failed conditional validation given value of field 'protocol'"], path: 'value must be null' },
+    });
     const r4 = await api.post('/services').send({ host: 'x.test', name: 'bad name!' }).expect(400);
-    assert.match(r4.body.fields.name, /invalid value 'bad name!'/);
+    assert.deepEqual(r4.body.fields, {
+      name: "invalid value 'bad name!': the only accepted ascii characters are alphanumerics or ., -, _, and ~",
+    });
+    await api.post('/services').send({ host: 'x.test', name: 'naïve✓' }).expect(201);
+    await api.delete(`/services/${encodeURIComponent('naïve✓')}`).expect(204);
+    const r6 = await api.post('/services').send({ host: 'x.test', path: '/a b' }).expect(400);
+    assert.deepEqual(r6.body.fields, { path: "invalid path: '/a b' (characters outside of the reserved list of RFC 3986 found)" });
+    const r7 = await api.post('/services').send({ host: 'x.test', path: '/a%zz' }).expect(400);
+    assert.deepEqual(r7.body.fields, { path: "invalid url-encoded value: '%zz'" });
+    const r8 = await api.post('/services').send({ host: 'x.test', tags: 'a' }).expect(400);
+    assert.deepEqual(r8.body.fields, { tags: 'expected a set' });
+    const r9 = await api.post('/services').send({ host: 'x.test', tags: ['ok', 'a,b'] }).expect(400);
+    assert.deepEqual(r9.body.fields, { tags: [null, "invalid tag 'a,b': expected printable ascii (except `,` and `/`) or valid utf-8 sequences"] });
     const r5 = await api.post('/services').send({ host: 'x.test', path: 'nope' }).expect(400);
     assert.deepEqual(r5.body.fields, { path: 'should start with: /' });
   });
@@ -251,7 +274,19 @@ describe('routes', () => {
       methods: [null, 'invalid value: get'],
     });
     const h = await api.post('/routes').send({ headers: { Host: ['x'] } }).expect(400);
-    assert.deepEqual(h.body.fields, { headers: "cannot contain 'host' header" });
+    assert.deepEqual(h.body.fields, { headers: "cannot contain 'host' header, which must be specified in the 'hosts' attribute" });
+    const w = await api.post('/routes').send({ hosts: ['*.a.*', 'a.*.b', '*.ok.test', 'ok.*'] }).expect(400);
+    assert.deepEqual(w.body.fields, {
+      hosts: ['invalid wildcard: must have at most one wildcard', 'invalid wildcard: must be placed at leftmost or rightmost label'],
+    });
+    const rx = await api.post('/routes').send({ paths: ['~/(['] }).expect(400);
+    assert.match(rx.body.fields.paths[0], /^invalid regex: '\/\(\['/);
+    const src = await api.post('/routes').send({ protocols: ['tcp'], sources: [{ ip: 'nope' }, {}] }).expect(400);
+    assert.deepEqual(src.body.fields, {
+      sources: [{ ip: "invalid ip or cidr range: 'nope'" }, "at least one of these fields must be non-empty: 'ip', 'port'"],
+    });
+    const tcp = await api.post('/routes').send({ protocols: ['tcp'], sources: [{ ip: '10.0.0.0/8' }], destinations: [{ port: 9000 }] }).expect(201);
+    await api.delete(`/routes/${tcp.body.id}`).expect(204);
     const c = await api.post('/routes').send({ paths: ['/x'], https_redirect_status_code: 200 }).expect(400);
     assert.deepEqual(c.body.fields, { https_redirect_status_code: 'expected one of: 426, 301, 302, 307, 308' });
     const p = await api.post('/routes').send({ paths: ['/x'], protocols: ['http', 'tcp'] }).expect(400);

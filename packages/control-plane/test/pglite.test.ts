@@ -50,7 +50,7 @@ test('concurrent writes on the single embedded connection all commit, each with 
   assert.equal(status.database.config_version, before + 26);
   await cp.publisher.flush();
   const latest = JSON.parse((await cp.store.get(SNAPSHOT_KEYS.latest))!);
-  assert.equal(latest.version, before + 26);
+  assert.equal(latest.version, before + 26, `publisher: ${cp.publisher.lastError}`);
   const snap = JSON.parse((await cp.store.get(SNAPSHOT_KEYS.version(latest.version)))!);
   assert.equal(snap.consumers.length, 27);
 });

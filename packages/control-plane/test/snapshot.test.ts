@@ -112,6 +112,19 @@ test('a burst is coalesced and the last write is never lost', async () => {
   assert.equal((await latest())!.version, await dbVersion());
 });
 
+test('a publish loop woken with nothing to do does not block later writes', async () => {
+  // A debounce timer can fire after another loop already took its work: that empty loop must
+  // not leave the publisher believing it is still running.
+  await t.publisher.flush();
+  await (t.publisher as unknown as { run(): Promise<void> }).run();
+  await api.patch('/consumers/burst-2').send({ custom_id: 'after-empty-run' }).expect(200);
+  await until('publish after an empty loop', async () => {
+    const l = await latest();
+    const s = l && (await snapshotAt(l.version));
+    return !!s && s.consumers.some((c) => c.custom_id === 'after-empty-run');
+  }, 1500);
+});
+
 test('older snapshots expire, the latest few are kept', async () => {
   for (let i = 0; i < 8; i++) {
     await api.patch('/consumers/burst-1').send({ custom_id: `keep-${i}` }).expect(200);

@@ -220,10 +220,10 @@ describe('admin entities', () => {
     assert.equal((await use(dps[1], plain)).status, 401);
 
     // Kong's `ttl`: the token disappears after that many seconds, whatever expires_in says.
-    const short = await api('POST', '/oauth2_tokens', { credential: { id: credential.id }, service: { id: svc.id }, expires_in: 3600, ttl: 1 });
+    const short = await api('POST', '/oauth2_tokens', { credential: { id: credential.id }, service: { id: svc.id }, expires_in: 3600, ttl: 3 });
     assert.equal(short.status, 201, JSON.stringify(short.body));
     assert.equal((await use(dps[0], short.body.access_token)).status, 200);
-    await new Promise((r) => setTimeout(r, 2100));
+    await new Promise((r) => setTimeout(r, 4100));
     for (const d of dps) assert.equal((await use(d, short.body.access_token)).status, 401, 'also where it was cached');
 
     assert.equal((await api('DELETE', '/oauth2_tokens/foobar')).status, 204);

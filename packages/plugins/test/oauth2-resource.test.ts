@@ -140,10 +140,10 @@ describe('resource requests', () => {
   });
 
   test('expiry: a token older than expires_in is refused', async () => {
-    const s = await setup({ token_expiration: 1 });
+    const s = await setup({ token_expiration: 2 });
     const token = await s.issue();
     assert.equal((await dp().call('/api/x', { https: false, headers: { authorization: `Bearer ${token}` } })).status, 200);
-    await new Promise((r) => setTimeout(r, 2100));
+    await new Promise((r) => setTimeout(r, 3100));
     assert.equal((await dp().call('/api/x', { https: false, headers: { authorization: `Bearer ${token}` } })).json().error, 'invalid_token');
   });
 

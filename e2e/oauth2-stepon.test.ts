@@ -272,3 +272,35 @@ describe('Step On tutorial across a control plane and two data planes', { skip }
     }
   });
 });
+
+describe('a data plane with several worker processes', { skip }, () => {
+  test('a revocation reaches every worker (each caches tokens on its own)', async () => {
+    const http = await getFreePort();
+    const https = await getFreePort();
+    const dir = tempDir('gatehouse-e2e-');
+    dirs.push(dir);
+    const proc = run('data-plane', {
+      REDIS_URL: TEST_REDIS_URL,
+      GATEHOUSE_REDIS_PREFIX: prefix,
+      GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${http}, 127.0.0.1:${https} ssl`,
+      GATEHOUSE_DATA_DIR: dir.path,
+      GATEHOUSE_WORKERS: '2',
+    });
+    try {
+      const call = (path: string, o: Parameters<typeof request>[2] = {}) =>
+        request(o.https === false ? http : https, path, { https: o.https !== false, ...o, headers: { host: 'stepon.test', ...o.headers } });
+      await waitFor('multi-worker data plane', async () => (await call('/stepon/stepcounts', { https: false })).status === 401, 30_000, [proc]);
+      const tok = await call('/stepon/oauth2/token', { form: { grant_type: 'password', provision_key: provisionKey, authenticated_userid: 'clark' }, headers: { authorization: basic(app.client_id, app.client_secret) } });
+      assert.equal(tok.status, 200, tok.body);
+      const token = tok.json().access_token;
+      // Fresh connections spread over the workers; every one of them caches the token.
+      for (let i = 0; i < 20; i++) assert.equal((await call('/stepon/stepcounts', { https: false, headers: { authorization: `Bearer ${token}` } })).status, 200);
+      const revoked = await call('/stepon/oauth2/revoke', { form: { token }, headers: { authorization: basic(app.client_id, app.client_secret) } });
+      assert.equal(revoked.status, 200);
+      await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 20; i++) assert.equal((await call('/stepon/stepcounts', { https: false, headers: { authorization: `Bearer ${token}` } })).status, 401, `request ${i}`);
+    } finally {
+      await proc.stop();
+    }
+  });
+});

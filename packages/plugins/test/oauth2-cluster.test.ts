@@ -10,6 +10,7 @@ import { createTestDatabase, tempDir, testRedisPrefix, TEST_REDIS_URL, type Test
 import { startControlPlane, type ControlPlane } from '@gatehouse/control-plane';
 import { startDataPlane } from '@gatehouse/data-plane';
 import type { Oauth2DataPlaneHandler } from '../src/oauth2/handler.ts';
+import { SNAPSHOT_KEYS } from '@gatehouse/core/snapshot.ts';
 import { KEYS } from '../src/oauth2/tokens.ts';
 import { basic, request, silent, startEchoUpstream, type TestDataPlane, type Upstream } from './oauth2-helpers.ts';
 
@@ -146,6 +147,10 @@ describe('admin entities', () => {
     assert.equal(nested.status, 200);
     const dbRow = await cp.db.prisma.oauth2Credential.findUnique({ where: { id: credential.id } });
     assert.ok(!JSON.stringify(dbRow).includes(credential.client_secret), 'no plaintext in Postgres');
+    const pointer = JSON.parse((await probe.get(SNAPSHOT_KEYS.latest))!);
+    const snapshot = (await probe.get(SNAPSHOT_KEYS.version(pointer.version)))!;
+    assert.ok(snapshot.includes(credential.client_id), 'the credential is in the snapshot');
+    assert.ok(!snapshot.includes(credential.client_secret), 'only its hash');
   });
 
   test('credential validation: name required, redirect_uris errors, consumer required, all-or-none secret rule', async () => {

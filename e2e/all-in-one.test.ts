@@ -25,9 +25,11 @@ describe('all-in-one: gatehouse start', () => {
       what,
       async () => {
         const res = await http(proxyPort, path);
-                return want(res.status, res.body);
+        return want(res.status, res.body);
       },
-      20_000,
+      // Generous: on a loaded machine the control plane's publisher on PGlite has been seen to
+      // stall for tens of seconds (reported; /status below shows where a change got stuck).
+      90_000,
       [proc],
       20,
     ).catch(async (err) => {

@@ -112,6 +112,23 @@ describe('resource requests', () => {
     assert.equal(body.json().body, 'other=v');
   });
 
+  test('hide_credentials: a JSON body is not stripped; a multipart upload goes through intact', async () => {
+    const s = await setup({ hide_credentials: true, realm: 'zone' });
+    const token = await s.issue();
+    const json = await dp().call('/api/x', { https: false, json: { access_token: token, keep: 1 } });
+    assert.equal(json.status, 200);
+    assert.deepEqual(JSON.parse(json.json().body), { access_token: token, keep: 1 });
+    const boundary = 'b0undary';
+    const multipart = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\nContent-Type: application/octet-stream\r\n\r\n\u0000\u0001binary\r\n--${boundary}--\r\n`;
+    const up = await dp().call(`/api/upload?access_token=${token}`, { https: false, method: 'POST', body: multipart, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
+    assert.equal(up.status, 200, up.body);
+    assert.equal(up.json().url, '/upload');
+    assert.equal(up.json().body, multipart);
+    // 405 carries the realm too.
+    const get = await dp().call('/api/oauth2/token');
+    assert.equal(get.headers['www-authenticate'], 'Bearer realm="zone", error="invalid_method", error_description="The HTTP method GET is invalid for the token endpoint"');
+  });
+
   test('custom auth_header_name: Authorization is not looked at', async () => {
     const s = await setup({ auth_header_name: 'x-token' });
     const token = await s.issue();

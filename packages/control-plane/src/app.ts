@@ -219,6 +219,13 @@ export function createAdminApp(options: AdminAppOptions): express.Express {
       if (logged) return;
       logged = true;
       stats.active--;
+      try {
+        logRequest();
+      } catch {
+        // Logging must never take the process down (e.g. the socket is already gone).
+      }
+    };
+    const logRequest = () => {
       const segments = req.path.split('/').filter(Boolean).map((s) => {
         try {
           return decodeURIComponent(s);
@@ -232,7 +239,7 @@ export function createAdminApp(options: AdminAppOptions): express.Express {
         path: loggablePath(segments, engine),
         status: res.statusCode,
         latency_ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000,
-        client_ip: req.socket.remoteAddress,
+        client_ip: req.socket?.remoteAddress ?? null,
       });
     };
     res.on('finish', log);

@@ -19,7 +19,7 @@ async function readRaw(req: Request): Promise<Buffer> {
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new KongError(413, { message: 'request body too large (limit 1 MiB)' });
+    if (size > MAX_BODY_BYTES) throw new KongError(413, { message: 'Request size limit exceeded' });
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
@@ -86,7 +86,7 @@ export async function parseBody(req: Request): Promise<ParsedBody> {
   const mime = type.split(';')[0].trim();
   if (!mime) {
     if (raw.length === 0) return { value: {}, form: false };
-    throw new KongError(415, { message: 'Unsupported Content-Type' });
+    throw new KongError(415, { message: 'Unsupported Media Type' });
   }
   if (mime === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(mime)) {
     if (raw.length === 0) return { value: {}, form: false };
@@ -114,5 +114,5 @@ export async function parseBody(req: Request): Promise<ParsedBody> {
     data.forEach((v, k) => entries.push([k, typeof v === 'string' ? v : '']));
     return { value: formToObject(entries), form: true };
   }
-  throw new KongError(415, { message: 'Unsupported Content-Type' });
+  throw new KongError(415, { message: 'Unsupported Media Type' });
 }

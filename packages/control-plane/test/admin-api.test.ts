@@ -568,7 +568,11 @@ describe('protocol-level errors', () => {
     await api.put('/consumers').send({}).expect(405);
     await api.post('/').send({}).expect(405);
     const unsupported = await api.post('/services').set('Content-Type', 'text/plain').send('host=x').expect(415);
-    assert.ok(unsupported.body.message);
+    assert.deepEqual(unsupported.body, { message: 'Unsupported Media Type' });
+    await api.patch('/services/x').set('Content-Type', 'text/plain').send('').expect(415);
+    await api.post('/consumers').send(Buffer.alloc(0)).expect(400);
+    const huge = await api.post('/services').set('Content-Type', 'application/json').send(JSON.stringify({ host: 'x'.repeat(1_100_000) })).expect(413);
+    assert.deepEqual(huge.body, { message: 'Request size limit exceeded' });
     const noType = await api.post('/services').set('Content-Type', '').send(Buffer.from('{"host":"x"}')).expect(415);
     assert.ok(noType.body.message);
     await api.post('/services').set('Content-Type', 'application/json').send('{"host": "x"').expect(400, { message: 'Cannot parse JSON body' });

@@ -370,7 +370,13 @@ export function createAdminApp(options: AdminAppOptions): express.Express {
 
   async function dispatch(req: Request, res: Response) {
     const method = req.method === 'HEAD' ? 'GET' : req.method;
-    const url = new URL(req.originalUrl, 'http://admin.invalid');
+    // The request target taken as a path (never as a URL of its own: `//x` is not host x).
+    let url: URL;
+    try {
+      url = new URL(`http://admin.invalid${req.originalUrl.startsWith('/') ? '' : '/'}${req.originalUrl}`);
+    } catch {
+      throw new KongError(400, { message: 'Bad request' });
+    }
     const query = url.searchParams;
     const rawSegments = url.pathname.split('/');
     // Leading slash, and one trailing slash tolerated; empty segments elsewhere are 404.

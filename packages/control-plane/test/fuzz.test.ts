@@ -234,7 +234,8 @@ function cases(): Case[] {
   // Paths and methods.
   for (const path of ['/nope', '/services/fz-svc/nope', '/services/%ZZ', '/services/%00', '/services/fz-svc/routes/fz-route/extra',
     `/services/${'s'.repeat(5000)}`, '/routes/fz-route/plugins/nope', '/consumers/nobody/plugins', '/services/nobody/routes/x',
-    '/schemas/plugins/nope', '/services/fz-svc/service', '/consumers/fz-user/oauth2/other-client', '/services//routes']) {
+    '/schemas/plugins/nope', '/services/fz-svc/service', '/consumers/fz-user/oauth2/other-client', '/services//routes', '//services',
+    '/services?size=%ZZ', '/services/%E2%82', '/./services/../status/x']) {
     add({ method: 'get', path, note: `GET ${path.slice(0, 40)}` });
   }
   for (const [method, path] of [['put', '/services'], ['patch', '/routes'], ['delete', '/plugins/enabled'], ['post', '/status'],

@@ -126,7 +126,10 @@ export interface EntityDefinition {
   whereEndpointKey?(value: string): Row;
   /**
    * Validates the user-settable fields (foreign keys excluded) and fills defaults; strict, so
-   * unknown fields fail. Used for POST and PUT (full input) and PATCH (merged input).
+   * unknown fields fail. Used for POST and PUT (full input) and PATCH (merged input: the keys
+   * of this schema taken from `toEntity(stored row)`, overlaid with the body; `mergeRecords`
+   * fields merged key by key). `id`, `created_at` and `updated_at` never reach it: the engine
+   * handles them (an `id` on POST is validated and used).
    */
   schema: z.ZodType<Row>;
   /**

@@ -158,3 +158,30 @@ export async function until(what: string, fn: () => Promise<boolean>, timeoutMs 
 }
 
 export const round = (v: number, digits = 1) => Number(v.toFixed(digits));
+
+/** CPU time (user + system, ms) a process and its children (cluster workers) used so far, from /proc. */
+export function cpuMs(pid: number): number {
+  const { readFileSync, readdirSync } = require_fs();
+  const ticks = (p: number) => {
+    try {
+      const f = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
+      return Number(f[11]) + Number(f[12]);
+    } catch {
+      return 0;
+    }
+  };
+  let total = ticks(pid);
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ');
+      if (Number(f[1]) === pid) total += ticks(Number(d));
+    } catch {}
+  }
+  return total * 10; // USER_HZ = 100
+}
+
+import * as fs from 'node:fs';
+function require_fs() {
+  return fs;
+}

@@ -2,7 +2,7 @@
 // each snapshot, the plugin pipeline (access → upstream → response → log) and Kong's proxy
 // errors. Nothing here touches express, Prisma or pg.
 import { randomUUID } from 'node:crypto';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -32,7 +32,7 @@ export const IDENTITY_HEADERS = [
 ] as const;
 
 /** Hop-by-hop headers: they concern one connection and are never forwarded. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'expect', 'trailer'] as const;
+const HOP_BY_HOP_SET = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'expect', 'trailer']);
 
 const VIA = '1.1 gatehouse';
 const JSON_TYPE = 'application/json; charset=utf-8';
@@ -270,30 +270,35 @@ class Exchange implements RequestContext, ForwardRequest {
     const query = this.queryOverride ?? this.rawQuery;
     this.upstreamUrl = query === '' ? upstreamPath : `${upstreamPath}?${query}`;
 
-    // X-Forwarded-*: believed from trusted peers only (Kong's trusted_ips).
+    // The upstream's headers in a fresh object: the client's minus hop-by-hop ones (copying is
+    // cheaper than `delete`, which would turn the object into a slow dictionary for http-proxy).
     const trusted = this.trustedPeer;
+    const out: IncomingHttpHeaders = {};
+    for (const k in h) {
+      if (HOP_BY_HOP_SET.has(k)) continue;
+      if (k === 'x-forwarded-prefix' && !trusted) continue;
+      if (k === 'transfer-encoding' && this.bufferedBody) continue;
+      out[k] = h[k];
+    }
+    this.clientConnection = h.connection;
+
+    // X-Forwarded-*: believed from trusted peers only (Kong's trusted_ips).
     const peer = this.proxy.peerAddress(req);
     const xff = h['x-forwarded-for'];
-    h['x-forwarded-for'] = xff ? `${xff}, ${peer}` : peer;
-    const hostHeader = this.proxy.hostOf(h.host);
-    if (!trusted || h['x-forwarded-proto'] === undefined) h['x-forwarded-proto'] = this.scheme;
-    if (!trusted || h['x-forwarded-host'] === undefined) h['x-forwarded-host'] = hostHeader;
-    if (!trusted || h['x-forwarded-port'] === undefined) h['x-forwarded-port'] = String(this.proxy.listenerPort(req));
-    if (!trusted || h['x-forwarded-path'] === undefined) h['x-forwarded-path'] = this.path;
-    if (!trusted || h['x-forwarded-prefix'] === undefined) {
-      if (stripped !== null && stripped !== '/' && stripped !== '') h['x-forwarded-prefix'] = stripped;
-      else if (!trusted) delete h['x-forwarded-prefix'];
+    out['x-forwarded-for'] = xff ? `${xff}, ${peer}` : peer;
+    if (!trusted || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = this.scheme;
+    if (!trusted || out['x-forwarded-host'] === undefined) out['x-forwarded-host'] = this.proxy.hostOf(h.host);
+    if (!trusted || out['x-forwarded-port'] === undefined) out['x-forwarded-port'] = String(this.proxy.listenerPort(req));
+    if (!trusted || out['x-forwarded-path'] === undefined) out['x-forwarded-path'] = this.path;
+    if ((!trusted || out['x-forwarded-prefix'] === undefined) && stripped !== null && stripped !== '/' && stripped !== '') {
+      out['x-forwarded-prefix'] = stripped;
     }
-    h['x-real-ip'] = this.clientIp;
-    h.via = h.via ? `${h.via}, ${VIA}` : VIA;
-    h['x-request-id'] = this.requestId;
-    if (!route.preserve_host) h.host = upstream.hostHeader;
-    this.clientConnection = h.connection;
-    for (let i = 0; i < HOP_BY_HOP.length; i++) if (h[HOP_BY_HOP[i]] !== undefined) delete h[HOP_BY_HOP[i]];
-    if (this.bufferedBody) {
-      h['content-length'] = String(this.bufferedBody.length);
-      delete h['transfer-encoding'];
-    }
+    out['x-real-ip'] = this.clientIp;
+    out.via = h.via ? `${h.via}, ${VIA}` : VIA;
+    out['x-request-id'] = this.requestId;
+    if (!route.preserve_host) out.host = upstream.hostHeader;
+    if (this.bufferedBody) out['content-length'] = String(this.bufferedBody.length);
+    req.headers = out;
     this.proxy.engine.forward(this, upstream);
   }
 

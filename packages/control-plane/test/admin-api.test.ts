@@ -578,6 +578,15 @@ describe('protocol-level errors', () => {
     await api.post('/services').set('Content-Type', 'application/json').send('{"host": "x"').expect(400, { message: 'Cannot parse JSON body' });
   });
 
+  test('HEAD is GET without a body; OPTIONS lists the methods', async () => {
+    const head = await api.head('/services').expect(200);
+    assert.equal(head.text, undefined);
+    const collection = await api.options('/services').expect(204);
+    assert.equal(collection.headers.allow, 'GET, HEAD, POST, OPTIONS');
+    const item = await api.options('/services/x').expect(204);
+    assert.equal(item.headers.allow, 'GET, HEAD, PUT, PATCH, DELETE, OPTIONS');
+  });
+
   test('X-Request-Id is honoured or generated', async () => {
     const given = await api.get('/services').set('X-Request-Id', 'abc-123').expect(200);
     assert.equal(given.headers['x-request-id'], 'abc-123');

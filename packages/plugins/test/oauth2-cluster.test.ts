@@ -194,6 +194,22 @@ describe('admin entities', () => {
     await waitFor('imported credential on dp', async () => (await dps[0].call('/api/oauth2/token', { form: kform })).status === 200);
   });
 
+  test("changing a credential's client_id: new tokens under the new id, old tokens refused", async () => {
+    const cred = (await api('POST', '/consumers/bob/oauth2', { name: 'renumbered' })).body;
+    const form = (clientId: string) => ({ form: { grant_type: 'client_credentials', client_id: clientId, client_secret: cred.client_secret } });
+    let old = '';
+    await waitFor('credential on dp', async () => {
+      const r = await dps[0].call('/api/oauth2/token', form(cred.client_id));
+      if (r.status === 200) old = r.json().access_token;
+      return r.status === 200;
+    });
+    assert.equal((await api('PATCH', `/oauth2/${cred.id}`, { client_id: 'renumbered-client' })).status, 200);
+    await waitFor('new client_id works on both data planes', async () =>
+      (await dps[0].call('/api/oauth2/token', form('renumbered-client'))).status === 200 && (await dps[1].call('/api/oauth2/token', form('renumbered-client'))).status === 200,
+    );
+    for (const d of dps) assert.equal((await use(d, old)).status, 401);
+  });
+
   test('oauth2_tokens: validation, POST shows the plaintext once, PUT by value, PATCH re-keys, DELETE revokes', async () => {
     const empty = await api('POST', '/oauth2_tokens', {});
     assert.equal(empty.status, 400);

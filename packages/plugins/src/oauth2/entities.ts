@@ -182,11 +182,11 @@ export function createEntities(db: Database, tokens: TokenStore): EntityDefiniti
       return entity;
     },
 
-    async afterCommit(op: 'create' | 'update' | 'delete', before: Row | null, after: Row | null) {
-      // Deleting a credential (or changing its client_id) revokes its tokens on every data plane
-      // at once, before the next snapshot arrives.
+    async afterCommit(op: 'create' | 'update' | 'delete', before: Row | null) {
+      // Deleting a credential revokes its tokens on every data plane at once, before the next
+      // snapshot arrives. (A changed client_id invalidates its tokens with that snapshot: the
+      // token records carry the client_id they were issued to.)
       if (op === 'delete' && before) await tokens.publish({ c: [before.id] });
-      else if (op === 'update' && before && after && before.clientId !== after.clientId) await tokens.publish({ c: [before.id] });
     },
   };
 

@@ -414,6 +414,19 @@ describe('pagination and tags', () => {
     assert.deepEqual(seen.sort(), ['page-0', 'page-1', 'page-2', 'page-3', 'page-4', 'page-5', 'page-6']);
   });
 
+  test('nested collections page too; their next has no size', async () => {
+    const svc = (await api.post('/services').send({ name: 'paged-svc', host: 'p.test' }).expect(201)).body;
+    for (let i = 0; i < 3; i++) await api.post('/services/paged-svc/routes').send({ paths: [`/p${i}`] }).expect(201);
+    const first = await api.get('/services/paged-svc/routes?size=2').expect(200);
+    assert.equal(first.body.data.length, 2);
+    assert.equal(first.body.next, `/services/${svc.id}/routes?offset=${encodeURIComponent(first.body.offset)}`);
+    const second = await api.get(`${first.body.next}&size=2`).expect(200);
+    assert.equal(second.body.data.length, 1);
+    assert.equal(second.body.next, null);
+    for (const r of [...first.body.data, ...second.body.data]) await api.delete(`/routes/${r.id}`).expect(204);
+    await api.delete('/services/paged-svc').expect(204);
+  });
+
   test('tags a,b is AND, a/b is OR', async () => {
     const and = await api.get('/consumers?tags=page,even').expect(200);
     assert.equal(and.body.data.length, 4);

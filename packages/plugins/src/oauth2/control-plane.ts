@@ -4,7 +4,6 @@
 //     redelivering what a crashed control plane left unacknowledged;
 //   - restores live tokens and codes from Postgres into Redis when Redis lost its data;
 //   - purges expired rows (Kong's TTL cleanup).
-import { hostname } from 'node:os';
 import type { ControlPlaneFactory, ControlPlanePart, ControlPlaneServices, Database, Row, SharedStore, StreamEntry } from '@gatehouse/core';
 import { createEntities, credentialToSnapshot, rowToRecord } from './entities.ts';
 import { KEYS, TokenStore, accessKeyTtlMs, refreshKeyTtlMs, type CodeRecord, type Oauth2Event, type TokenRecord } from './tokens.ts';
@@ -186,14 +185,16 @@ export interface Oauth2ControlPlaneOptions {
   sentinelIntervalMs?: number;
   /** How often expired rows are purged (ms). */
   purgeIntervalMs?: number;
-  /** Consumer name in the group (stable across restarts so pending entries come back). */
+  /** Consumer name in the group (default `control-plane`; stable across restarts so pending entries come back). */
   consumerName?: string;
 }
 
 export function createOauth2ControlPlane(services: ControlPlaneServices, options: Oauth2ControlPlaneOptions = {}): ControlPlanePart {
   const { db, store, logger } = services;
   const tokens = new TokenStore(store, { logger });
-  const consumer = options.consumerName ?? `cp-${services.config.nodeId ?? hostname()}`;
+  // One stable name: a control plane restarted elsewhere (new host name, new node id) still
+  // finds what its predecessor read and never acknowledged, and drains it before new entries.
+  const consumer = options.consumerName ?? 'control-plane';
 
   async function processEntries(entries: StreamEntry[]) {
     const events: Oauth2Event[] = [];

@@ -52,6 +52,20 @@ function realmPrefix(config: Oauth2Config) {
   return config.realm !== null ? `realm="${config.realm}", ` : '';
 }
 
+interface Failure {
+  status: number;
+  body: unknown;
+  headers: Record<string, string>;
+}
+
+function invalidTokenFailure(config: Oauth2Config, description = INVALID_TOKEN): Failure {
+  return {
+    status: 401,
+    body: { error: 'invalid_token', error_description: description },
+    headers: { 'WWW-Authenticate': `Bearer ${realmPrefix(config)}error="invalid_token", error_description="${INVALID_TOKEN}"` },
+  };
+}
+
 /** Kong's retrieve_scope: null scope when none applies; an error body otherwise. */
 export function retrieveScope(params: Params, config: Oauth2Config): { scope: string | null } | { error: OAuthError } {
   const scope = params.scope;
@@ -684,13 +698,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
 
   async function resource(ctx: RequestContext, config: Oauth2Config) {
     const token = await findAccessToken(ctx, config);
-    const realm = realmPrefix(config);
-    let failure: { status: number; body: unknown; headers: Record<string, string> } | null = null;
-    const invalid = (description = INVALID_TOKEN) => ({
-      status: 401,
-      body: { error: 'invalid_token', error_description: description },
-      headers: { 'WWW-Authenticate': `Bearer ${realm}error="invalid_token", error_description="${INVALID_TOKEN}"` },
-    });
+    let failure: Failure | null = null;
     let authenticated: { record: TokenRecord; credential: SnapshotCredential; consumer: ConsumerEntity } | null = null;
     if (!token) {
       failure = {
@@ -703,12 +711,12 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       const credential = record ? credentialsById.get(record.credential_id) : undefined;
       const consumer = credential ? consumersById.get(credential.consumer.id) : undefined;
       const serviceId = ctx.service?.id ?? null;
-      if (!record) failure = invalid();
+      if (!record) failure = invalidTokenFailure(config);
       else if (!config.global_credentials && !record.service_id) {
-        failure = invalid("The access token is global, but the current plugin is configured without 'global_credentials'");
-      } else if (record.service_id && record.service_id !== serviceId) failure = invalid();
-      else if (record.expires_in > 0 && nowSeconds() - record.created_at > record.expires_in) failure = invalid();
-      else if (record.purge_at !== null && nowSeconds() >= record.purge_at) failure = invalid();
+        failure = invalidTokenFailure(config, "The access token is global, but the current plugin is configured without 'global_credentials'");
+      } else if (record.service_id && record.service_id !== serviceId) failure = invalidTokenFailure(config);
+      else if (record.expires_in > 0 && nowSeconds() - record.created_at > record.expires_in) failure = invalidTokenFailure(config);
+      else if (record.purge_at !== null && nowSeconds() >= record.purge_at) failure = invalidTokenFailure(config);
       else if (
         !credential ||
         credential.client_id !== record.client_id ||
@@ -717,7 +725,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         tokens.isConsumerRevoked(consumer.id)
       ) {
         // Deleting a consumer or credential revokes its tokens everywhere.
-        failure = invalid();
+        failure = invalidTokenFailure(config);
       } else authenticated = { record, credential, consumer };
     }
 

@@ -11,6 +11,11 @@ export function register(program: Command): void {
       action(async () => {
         const config = configFromEnv();
         const cp = await startControlPlane({ config });
+        // A stray rejection in a background job is reported, not fatal: the admin API stays up.
+        process.on('unhandledRejection', (reason) => {
+          const text = String((reason as Error)?.message ?? reason).split('\n')[0];
+          process.stderr.write(`${JSON.stringify({ level: 'error', message: 'unhandled rejection', error: text, role: 'control-plane' })}\n`);
+        });
         let stopping = false;
         const stop = (signal: string) => {
           if (stopping) return;

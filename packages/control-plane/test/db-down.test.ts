@@ -1,48 +1,14 @@
-// The database going away and coming back, with real traffic: the control plane talks to the
+// The database (and Redis) going away and coming back, with real traffic: the control plane talks to the
 // shared Postgres through a TCP proxy in this test, which we close (refusing and cutting every
 // connection) and reopen. Admin requests answer 503 meanwhile, and everything recovers by itself,
 // including the snapshot of a write made just before the outage.
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { SNAPSHOT_KEYS, createLogger, loadConfig, MemoryStore } from '@gatehouse/core';
-import { createTestDatabase, TEST_DATABASE_URL, type TestDatabase } from '@gatehouse/core/testing.ts';
+import { Redis } from 'ioredis';
+import { RedisStore, SNAPSHOT_KEYS, createLogger, loadConfig, MemoryStore } from '@gatehouse/core';
+import { createTestDatabase, TEST_DATABASE_URL, TEST_REDIS_URL, testRedisPrefix, type TestDatabase } from '@gatehouse/core/testing.ts';
 import { startControlPlane, type ControlPlane } from '../src/index.ts';
-
-class TcpProxy {
-  private server: net.Server | null = null;
-  private sockets = new Set<net.Socket>();
-  port = 0;
-  constructor(private readonly target: { host: string; port: number }) {}
-
-  async open(): Promise<void> {
-    const server = net.createServer((client) => {
-      const upstream = net.connect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => {});
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.port = (server.address() as net.AddressInfo).port;
-    this.server = server;
-  }
-
-  /** Refuses new connections and cuts the open ones, as a database going down. */
-  async close(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    for (const s of this.sockets) s.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
+import { TcpProxy } from './helpers.ts';
 
 let testDb: TestDatabase;
 let proxy: TcpProxy;
@@ -146,4 +112,44 @@ test('a write whose snapshot could not be published is published once the databa
     const snap = latest && JSON.parse((await cp.store.get(SNAPSHOT_KEYS.version(latest.version))) ?? 'null');
     return snap?.consumers.some((c: { username: string }) => c.username === 'racy') ? true : false;
   });
+});
+
+test('Redis away: writes still commit, the snapshot is published once Redis is back', async () => {
+  const redisUrl = new URL(TEST_REDIS_URL);
+  const relay = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+  await relay.open();
+  const prefix = testRedisPrefix();
+  const cp2 = await startControlPlane({
+    config: loadConfig({
+      DATABASE_URL: testDb.url,
+      REDIS_URL: `redis://127.0.0.1:${relay.port}`,
+      GATEHOUSE_REDIS_PREFIX: prefix,
+      GATEHOUSE_ADMIN_LISTEN: '127.0.0.1:0',
+    }),
+    logger: createLogger({ role: 'test', silent: true }),
+    verifyIntervalMs: 200,
+  });
+  const direct = new RedisStore({ url: TEST_REDIS_URL, prefix });
+  try {
+    const url = cp2.adminAddresses[0].url;
+    await relay.close();
+    const res = await fetch(`${url}/consumers`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: 'while-redis-away' }) });
+    assert.equal(res.status, 201, 'the database is the source of truth; Redis is not needed to commit');
+    const status = (await (await fetch(`${url}/status`)).json()) as any;
+    assert.equal(status.store.reachable, false);
+    await relay.open();
+    await until('snapshot in Redis after it returned', async () => {
+      const latest = JSON.parse((await direct.get(SNAPSHOT_KEYS.latest)) ?? 'null');
+      const snap = latest && JSON.parse((await direct.get(SNAPSHOT_KEYS.version(latest.version))) ?? 'null');
+      return snap?.consumers.some((c: { username: string }) => c.username === 'while-redis-away') ? true : false;
+    });
+  } finally {
+    await cp2.close();
+    const raw = new Redis(TEST_REDIS_URL);
+    const keys = await raw.keys(`${prefix}*`);
+    if (keys.length) await raw.del(...keys);
+    raw.disconnect();
+    await direct.close();
+    await relay.close();
+  }
 });

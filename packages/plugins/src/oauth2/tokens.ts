@@ -14,7 +14,7 @@
 //   oauth2:revokedgrant:<id>  marker: the grant was revoked (reuse detected)
 //   oauth2:sentinel           present while Redis holds the restored state
 //   stream  oauth2:events     issue / update / delete / grant revoke / code / code used
-//   channel oauth2:revocations  {"a":[access hashes]} or {"c":[credential ids]}
+//   channel oauth2:revocations  {"a":[access hashes]}, {"c":[credential ids]} or {"u":[consumer ids]}
 import { LRUCache } from 'lru-cache';
 import { newId, randomAlnum, sha256Hex } from '@gatehouse/core/crypto.ts';
 import type { Logger } from '@gatehouse/core/logger.ts';

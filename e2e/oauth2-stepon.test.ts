@@ -6,7 +6,6 @@
 // plane stopped.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -17,8 +16,6 @@ import { RedisStore } from '@gatehouse/core/store/redis.ts';
 import { basic, request, type Res } from '../packages/plugins/test/oauth2-helpers.ts';
 
 const root = join(import.meta.dirname, '..');
-const hasDataPlaneCommand = /data-plane/.test(readFileSync(join(root, 'packages/cli/src/main.ts'), 'utf8'));
-const skip = hasDataPlaneCommand ? false : 'the `gatehouse data-plane` command does not exist yet';
 
 interface Proc {
   child: ChildProcess;
@@ -108,7 +105,6 @@ let provisionKey: string;
 let app: { client_id: string; client_secret: string };
 
 before(async () => {
-  if (skip) return;
   testDb = await createTestDatabase();
   prefix = testRedisPrefix();
   probe = new RedisStore({ url: TEST_REDIS_URL, prefix });
@@ -170,7 +166,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (skip) return;
   for (const d of dps) await d.proc.stop();
   await cp?.stop();
   await new Promise<void>((r) => upstream.close(() => r()));
@@ -249,7 +244,7 @@ async function everyGrant(label: string) {
   return { ccToken: cc.json().access_token as string, pwToken: pw.json().access_token as string };
 }
 
-describe('Step On tutorial across a control plane and two data planes', { skip }, () => {
+describe('Step On tutorial across a control plane and two data planes', () => {
   test('every grant with the control plane up; tokens reach Postgres; admin DELETE revokes on both data planes', async () => {
     const { pwToken } = await everyGrant('control plane up');
     const row = await waitFor('token row', async () => {
@@ -273,7 +268,7 @@ describe('Step On tutorial across a control plane and two data planes', { skip }
   });
 });
 
-describe('a data plane with several worker processes', { skip }, () => {
+describe('a data plane with several worker processes', () => {
   test('a revocation reaches every worker (each caches tokens on its own)', async () => {
     const http = await getFreePort();
     const https = await getFreePort();

@@ -83,3 +83,36 @@ describe('all-in-one: gatehouse start', () => {
     await served('/kept', (s) => s === 200, 'route after restart');
   });
 });
+
+describe('gatehouse start with DATABASE_URL and REDIS_URL: the split deployment in one command', () => {
+  test('control plane on Postgres, data plane workers through Redis; a route created is served', async () => {
+    const { createTestDatabase, testRedisPrefix, TEST_REDIS_URL } = await import('@gatehouse/core/testing.ts');
+    const db = await createTestDatabase();
+    const dir = tempDir();
+    const up = await upstream('split-start');
+    const adminPort = await getFreePort();
+    const proxyPort = await getFreePort();
+    const proc = gatehouse('start', {
+      DATABASE_URL: db.url,
+      REDIS_URL: TEST_REDIS_URL,
+      GATEHOUSE_REDIS_PREFIX: testRedisPrefix(),
+      GATEHOUSE_DATA_DIR: dir.path,
+      GATEHOUSE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
+      GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${proxyPort}`,
+      GATEHOUSE_WORKERS: '2',
+    });
+    try {
+      await waitFor('gatehouse start', async () => /proxy listening on/.test(proc.output), 90_000, [proc]);
+      assert.match(proc.output, /control plane on Postgres, data plane through Redis \(2 workers\)/);
+      assert.equal((await http(adminPort, '/services', { method: 'POST', body: { name: 's', url: `http://127.0.0.1:${up.port}` } })).status, 201);
+      assert.equal((await http(adminPort, '/services/s/routes', { method: 'POST', body: { paths: ['/s'] } })).status, 201);
+      await waitFor('route served by the workers', async () => (await http(proxyPort, '/s/x')).status === 200, 30_000, [proc]);
+      assert.equal((await http(proxyPort, '/s/x')).json().url, '/x');
+    } finally {
+      await proc.stop();
+      await up.close();
+      await db.drop();
+      dir.remove();
+    }
+  });
+});

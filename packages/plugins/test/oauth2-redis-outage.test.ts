@@ -1,6 +1,6 @@
 // A data plane losing Redis: tokens it has validated recently keep working from its in-process
-// cache (nothing can be revoked meanwhile either), unknown ones fail with Kong's 500, and
-// everything comes back when Redis does.
+// cache (nothing can be revoked meanwhile either), unknown ones and the token endpoint answer
+// 503 (never 500: an outage is not a bug), and everything comes back when Redis does.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { standardSetup, startEnv, startRedisRelay, type Env } from './oauth2-helpers.ts';
@@ -35,8 +35,13 @@ test('cached tokens survive a Redis outage; uncached ones fail; all recover', as
   await new Promise((r) => setTimeout(r, 10_500));
   assert.equal((await use(seen)).status, 200, 'validated before the outage');
   const failed = await use(unseen);
-  assert.equal(failed.status, 500);
-  assert.deepEqual(failed.json(), { message: 'An unexpected error occurred' });
+  assert.equal(failed.status, 503);
+  assert.equal(failed.headers['retry-after'], '1');
+  assert.deepEqual(failed.json(), { message: 'The token store is unreachable; try again shortly' });
+  const issuing = await dp.call('/api/oauth2/token', { form: { grant_type: 'client_credentials', client_id: s.credential.client_id, client_secret: s.credential.plain_secret } });
+  assert.equal(issuing.status, 503);
+  assert.equal(issuing.headers['cache-control'], 'no-store');
+  assert.deepEqual(issuing.json(), { error: 'temporarily_unavailable', error_description: 'The token store is unreachable; try again shortly' });
 
   await relay.restore();
   const deadline = Date.now() + 15_000;

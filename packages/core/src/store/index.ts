@@ -11,3 +11,15 @@ export function openStore(options: { redisUrl: string | null; prefix: string; on
     ? new RedisStore({ url: options.redisUrl, prefix: options.prefix, onError: options.onError })
     : new MemoryStore();
 }
+
+/**
+ * True when an error means the shared store could not be reached (connection refused or lost,
+ * command timed out) rather than a bug: callers answer 503 and let the client retry.
+ */
+export function isStoreUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'MaxRetriesPerRequestError') return true;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN'].includes(code)) return true;
+  return /Connection is closed|Command timed out|Stream isn't writeable|Reached the max retries|connect ECONNREFUSED/.test(err.message);
+}

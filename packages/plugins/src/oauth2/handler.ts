@@ -7,6 +7,7 @@ import { safeEqual, sha256Base64Url, sha256Hex } from '@gatehouse/core/crypto.ts
 import type { ConsumerEntity, PluginEntity } from '@gatehouse/core/entities.ts';
 import type { DataPlaneServices, PluginHandler, RequestContext } from '@gatehouse/core/plugin-sdk.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
+import { isStoreUnavailable } from '@gatehouse/core/store/index.ts';
 import { bodyKind, encodeArgs, parseUrlEncoded, readBodyParams, readParams, removeQueryParam, type Params } from './params.ts';
 import type { Oauth2Config } from './schema.ts';
 import { SecretVerifier } from './secrets.ts';
@@ -32,6 +33,7 @@ type OAuthError = { error: string; error_description: string };
 const ENDPOINT_RE = /\/oauth2\/(token|authorize|revoke|introspect)\/?$/;
 const WELL_KNOWN = '/.well-known/oauth-authorization-server';
 const NO_STORE = { 'Cache-Control': 'no-store', Pragma: 'no-cache' };
+const STORE_DOWN = 'The token store is unreachable; try again shortly';
 const INVALID_TOKEN = 'The access token is invalid or has expired';
 const INVALID_CLIENT: OAuthError = { error: 'invalid_client', error_description: 'Invalid client authentication' };
 const INVALID_REDIRECT: OAuthError = {
@@ -804,15 +806,30 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
           return;
         }
         const params = await readParams(ctx);
-        if (endpoint === 'token') return token(ctx, config, plugin, params);
-        if (endpoint === 'authorize') return authorize(ctx, config, plugin, params);
-        if (endpoint === 'revoke') return revoke(ctx, config, params);
-        return introspect(ctx, config, params);
+        try {
+          if (endpoint === 'token') return await token(ctx, config, plugin, params);
+          if (endpoint === 'authorize') return await authorize(ctx, config, plugin, params);
+          if (endpoint === 'revoke') return await revoke(ctx, config, params);
+          return await introspect(ctx, config, params);
+        } catch (err) {
+          if (!isStoreUnavailable(err) || ctx.responded) throw err;
+          // RFC 6749 §4.1.2.1 / RFC 7009 §2.2.1: a passing outage is 503, and the client retries.
+          ctx.log.warn('oauth2 endpoint: token store unreachable', { endpoint, error: (err as Error).message });
+          ctx.respond(503, { error: 'temporarily_unavailable', error_description: STORE_DOWN }, { ...NO_STORE, 'Retry-After': '1' });
+          return;
+        }
       }
       if ((ctx.method === 'GET' || ctx.method === 'HEAD') && ctx.path.replace(/\/$/, '').endsWith(WELL_KNOWN)) {
         return metadata(ctx, config);
       }
-      return resource(ctx, config);
+      try {
+        return await resource(ctx, config);
+      } catch (err) {
+        if (!isStoreUnavailable(err) || ctx.responded) throw err;
+        // A token this data plane has not seen recently cannot be checked: say so, never 500.
+        ctx.log.warn('oauth2: token store unreachable for an uncached token', { error: (err as Error).message });
+        ctx.respond(503, { message: STORE_DOWN }, { 'Retry-After': '1' });
+      }
     },
 
     async close() {

@@ -440,12 +440,15 @@ export class EntityEngine {
 
       const row: Row = { ...(await def.toRow(value, current, context)) };
       const now = nowSeconds();
-      row.id = current?.id ?? (segmentIsId ? segment!.toLowerCase() : undefined) ?? (typeof givenId === 'string' && req.mode === 'create' ? givenId.toLowerCase() : undefined) ?? row.id ?? newId();
+      const chosenId: string | undefined =
+        current?.id ?? (segmentIsId ? segment!.toLowerCase() : undefined) ?? (typeof givenId === 'string' && req.mode === 'create' ? givenId.toLowerCase() : undefined) ?? row.id;
+      row.id = chosenId ?? newId();
       row.createdAt = current?.createdAt ?? row.createdAt ?? now;
       if (def.hasUpdatedAt) row.updatedAt = now;
       else delete row.updatedAt;
 
-      if (!current && (await this.delegate(tx, def).findUnique({ where: { id: row.id }, select: { id: true } }))) {
+      // A random UUID generated just now cannot clash: only given ids are looked up.
+      if (!current && chosenId !== undefined && (await this.delegate(tx, def).findUnique({ where: { id: row.id }, select: { id: true } }))) {
         throw new KongError(400, {
           code: 3,
           name: 'primary key violation',

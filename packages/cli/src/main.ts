@@ -1,5 +1,7 @@
 // `gatehouse` command line. Each command lives in commands/<name>.ts and exports
-// `register(program)`; add one import and one line below for a new command.
+// `register(program)`; add one import and one line below for a new command. Command modules
+// load their heavy dependencies inside their action, so `gatehouse data-plane` never loads
+// express, Prisma or pg (e2e/split-proxy.test.ts checks the modules it loads).
 import { Command } from 'commander';
 import { GATEHOUSE_VERSION } from './util.ts';
 import * as controlPlane from './commands/control-plane.ts';

@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, MigrationError, loadConfig, type GatehouseConfig } from '@gatehouse/core';
+// Subpath imports: the core index would load Prisma, which the data-plane process must never do.
+import { ConfigError, loadConfig, type GatehouseConfig } from '@gatehouse/core/config.ts';
 
 export const GATEHOUSE_VERSION: string = (() => {
   try {
@@ -34,7 +35,8 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): 
     try {
       await fn(...args);
     } catch (err) {
-      if (err instanceof ConfigError || err instanceof MigrationError) fail(err.message);
+      // By name: importing MigrationError would load core/db in every command.
+      if (err instanceof ConfigError || (err as Error)?.name === 'MigrationError') fail((err as Error).message);
       const e = err as NodeJS.ErrnoException;
       if (process.env.GATEHOUSE_DEBUG) process.stderr.write(`${e?.stack ?? e}\n`);
       fail(describe(e));

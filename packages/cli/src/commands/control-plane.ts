@@ -1,6 +1,5 @@
 // `gatehouse control-plane`: the admin API and snapshot publisher, until SIGINT/SIGTERM.
 import type { Command } from 'commander';
-import { startControlPlane } from '@gatehouse/control-plane';
 import { action, configFromEnv } from '../util.ts';
 
 export function register(program: Command): void {
@@ -10,6 +9,8 @@ export function register(program: Command): void {
     .action(
       action(async () => {
         const config = configFromEnv();
+        // Loaded here, not at the top: other commands (the data plane above all) never load express or Prisma.
+        const { startControlPlane } = await import('@gatehouse/control-plane');
         const cp = await startControlPlane({ config });
         // A stray rejection in a background job is reported, not fatal: the admin API stays up.
         process.on('unhandledRejection', (reason) => {

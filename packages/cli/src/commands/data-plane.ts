@@ -1,8 +1,7 @@
 // `gatehouse data-plane`: the proxy, fed by the control plane through Redis (REDIS_URL); never
-// touches the database. This module imports nothing but commander and core's config at load
-// time: bin/gatehouse.js runs `main` directly for this command, so the data-plane process never
-// loads the control plane's modules (express, Prisma, pg).
-import { Command } from 'commander';
+// touches the database. Like every command module, it imports nothing heavy at load time, so
+// the data-plane process never loads the control plane's modules (express, Prisma, pg).
+import type { Command } from 'commander';
 import { ConfigError, loadConfig, type GatehouseConfig } from '@gatehouse/core/config.ts';
 
 function fail(message: string): never {
@@ -63,11 +62,4 @@ export function register(program: Command): void {
     .command('data-plane')
     .description('run the proxy; its configuration comes from the control plane through Redis (REDIS_URL)')
     .action(run);
-}
-
-/** Entry used by bin/gatehouse.js for `gatehouse data-plane …` (skips the other commands' imports). */
-export async function main(argv: string[]): Promise<void> {
-  const program = new Command('gatehouse').exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 1));
-  register(program);
-  await program.parseAsync(argv);
 }

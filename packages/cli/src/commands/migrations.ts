@@ -1,11 +1,12 @@
 // `gatehouse migrations up|status`: the SQL migrations in prisma/migrations, recorded in
 // `_prisma_migrations` as `prisma migrate deploy` records them.
 import type { Command } from 'commander';
-import { migrateUp, migrationStatus, openDatabase, type Database } from '@gatehouse/core';
+import type { Database } from '@gatehouse/core/db/client.ts';
 import { action, configFromEnv } from '../util.ts';
 
 async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise<T> {
   const config = configFromEnv();
+  const { openDatabase } = await import('@gatehouse/core/db/client.ts');
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
     return await fn(db);
@@ -23,6 +24,7 @@ export function register(program: Command): void {
     .action(
       action(async () => {
         await withDatabase(async (db) => {
+          const { migrateUp } = await import('@gatehouse/core/db/migrations.ts');
           const applied = await migrateUp(db.sql);
           if (applied.length === 0) process.stdout.write(`database is up to date (${db.kind}: ${db.location})\n`);
           for (const name of applied) process.stdout.write(`applied ${name}\n`);
@@ -36,6 +38,7 @@ export function register(program: Command): void {
     .action(
       action(async () => {
         await withDatabase(async (db) => {
+          const { migrationStatus } = await import('@gatehouse/core/db/migrations.ts');
           const states = await migrationStatus(db.sql);
           process.stdout.write(`database: ${db.kind} (${db.location})\n`);
           for (const s of states) {

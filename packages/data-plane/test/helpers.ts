@@ -6,102 +6,20 @@ import { createServer, request as httpRequest, type IncomingHttpHeaders, type Se
 import type { AddressInfo } from 'node:net';
 import type { GatehouseConfig } from '@gatehouse/core/config.ts';
 import { loadConfig } from '@gatehouse/core/config.ts';
-import type { ConsumerEntity, PluginEntity, RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
-import { hashContent, SNAPSHOT_KEYS, type Snapshot, type SnapshotContent } from '@gatehouse/core/snapshot.ts';
-import type { SharedStore } from '@gatehouse/core/store/types.ts';
+import type { RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
+import { routeEntity } from '@gatehouse/core/test-fixtures.ts';
 
 const now = () => Math.floor(Date.now() / 1000);
 
-export function service(fields: Partial<ServiceEntity> & { host: string; port: number }): ServiceEntity {
-  return {
-    id: randomUUID(),
-    name: null,
-    protocol: 'http',
-    path: null,
-    retries: 5,
-    connect_timeout: 60000,
-    write_timeout: 60000,
-    read_timeout: 60000,
-    tags: null,
-    client_certificate: null,
-    tls_verify: null,
-    tls_verify_depth: null,
-    ca_certificates: null,
-    enabled: true,
-    created_at: now(),
-    updated_at: now(),
-    ...fields,
-  };
-}
+export { consumerEntity as consumer, pluginEntity as plugin, serviceEntity as service } from '@gatehouse/core/test-fixtures.ts';
+export { buildSnapshot as snapshot, publishSnapshot as publish } from '@gatehouse/core/test-fixtures.ts';
 
+// Routes made one after another get increasing created_at (ms-spaced), so Kong's
+// "older route first" tie-break is deterministic in tests.
 let createdSeq = 0;
 export function route(fields: Partial<RouteEntity>, svc?: ServiceEntity | null): RouteEntity {
   const t = now() * 1000 + createdSeq++;
-  return {
-    id: randomUUID(),
-    name: null,
-    protocols: ['http', 'https'],
-    methods: null,
-    hosts: null,
-    paths: null,
-    headers: null,
-    snis: null,
-    sources: null,
-    destinations: null,
-    https_redirect_status_code: 426,
-    regex_priority: 0,
-    strip_path: true,
-    preserve_host: false,
-    request_buffering: true,
-    response_buffering: true,
-    path_handling: 'v0',
-    tags: null,
-    service: svc ? { id: svc.id } : null,
-    created_at: t,
-    updated_at: t,
-    ...fields,
-  };
-}
-
-export function consumer(username: string): ConsumerEntity {
-  return { id: randomUUID(), username, custom_id: null, tags: null, created_at: now(), updated_at: now() };
-}
-
-export function plugin(name: string, config: Record<string, unknown>, scope: Partial<Pick<PluginEntity, 'route' | 'service' | 'consumer' | 'protocols' | 'enabled'>> = {}): PluginEntity {
-  return {
-    id: randomUUID(),
-    name,
-    instance_name: null,
-    config,
-    protocols: ['grpc', 'grpcs', 'http', 'https'],
-    enabled: true,
-    tags: null,
-    service: null,
-    route: null,
-    consumer: null,
-    created_at: now(),
-    updated_at: now(),
-    ...scope,
-  };
-}
-
-export function snapshot(version: number, content: Partial<SnapshotContent>): Snapshot {
-  const c: SnapshotContent = {
-    services: content.services ?? [],
-    routes: content.routes ?? [],
-    consumers: content.consumers ?? [],
-    plugins: content.plugins ?? [],
-    credentials: content.credentials ?? {},
-  };
-  return { version, hash: hashContent(c), created_at: now(), ...c };
-}
-
-/** What the control plane does on each config version: store, point, announce. */
-export async function publish(store: SharedStore, snap: Snapshot, options: { announce?: boolean } = {}): Promise<void> {
-  await store.set(SNAPSHOT_KEYS.version(snap.version), JSON.stringify(snap));
-  const pointer = JSON.stringify({ version: snap.version, hash: snap.hash });
-  await store.set(SNAPSHOT_KEYS.latest, pointer);
-  if (options.announce !== false) await store.publish(SNAPSHOT_KEYS.channel, pointer);
+  return routeEntity({ created_at: t, updated_at: t, ...fields }, svc);
 }
 
 export interface Echo {

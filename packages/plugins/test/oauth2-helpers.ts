@@ -9,7 +9,8 @@ import { loadConfig } from '@gatehouse/core/config.ts';
 import { createLogger } from '@gatehouse/core/logger.ts';
 import type { PluginDefinition } from '@gatehouse/core/plugin-sdk.ts';
 import type { ConsumerEntity, PluginEntity, RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
-import { hashContent, SNAPSHOT_KEYS, type Snapshot, type SnapshotContent } from '@gatehouse/core/snapshot.ts';
+import type { Snapshot, SnapshotContent } from '@gatehouse/core/snapshot.ts';
+import { buildSnapshot, consumerEntity, pluginEntity, publishSnapshot, routeEntity, serviceEntity } from '@gatehouse/core/test-fixtures.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
 import type { SharedStore } from '@gatehouse/core/store/types.ts';
 import { tempDir, testRedisPrefix, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
@@ -23,78 +24,19 @@ export const silent = createLogger({ role: 'test', silent: true });
 const now = () => Math.floor(Date.now() / 1000);
 
 export function makeService(port: number, fields: Partial<ServiceEntity> = {}): ServiceEntity {
-  return {
-    id: randomUUID(),
-    name: null,
-    protocol: 'http',
-    host: '127.0.0.1',
-    port,
-    path: null,
-    retries: 0,
-    connect_timeout: 5000,
-    write_timeout: 5000,
-    read_timeout: 5000,
-    tags: null,
-    client_certificate: null,
-    tls_verify: null,
-    tls_verify_depth: null,
-    ca_certificates: null,
-    enabled: true,
-    created_at: now(),
-    updated_at: now(),
-    ...fields,
-  };
+  // Short timeouts and no retries: a broken upstream fails a test quickly.
+  return serviceEntity({ host: '127.0.0.1', port, retries: 0, connect_timeout: 5000, write_timeout: 5000, read_timeout: 5000, ...fields });
 }
 
 export function makeRoute(paths: string[], svc: ServiceEntity, fields: Partial<RouteEntity> = {}): RouteEntity {
-  return {
-    id: randomUUID(),
-    name: null,
-    protocols: ['http', 'https'],
-    methods: null,
-    hosts: null,
-    paths,
-    headers: null,
-    snis: null,
-    sources: null,
-    destinations: null,
-    https_redirect_status_code: 426,
-    regex_priority: 0,
-    strip_path: true,
-    preserve_host: false,
-    request_buffering: true,
-    response_buffering: true,
-    path_handling: 'v0',
-    tags: null,
-    service: { id: svc.id },
-    created_at: now(),
-    updated_at: now(),
-    ...fields,
-  };
+  return routeEntity({ paths, ...fields }, svc);
 }
 
-export function makeConsumer(username: string | null, customId: string | null = null): ConsumerEntity {
-  return { id: randomUUID(), username, custom_id: customId, tags: null, created_at: now(), updated_at: now() };
-}
+export const makeConsumer = consumerEntity;
 
 /** An oauth2 plugin entity with the config validated and completed as the control plane does. */
 export function makeOauth2Plugin(config: Partial<Oauth2Config>, scope: Partial<Pick<PluginEntity, 'route' | 'service'>> = {}): PluginEntity<Oauth2Config> {
-  const parsed = oauth2ConfigSchema.parse(config);
-  return {
-    id: randomUUID(),
-    name: 'oauth2',
-    instance_name: null,
-    config: oauth2Plugin.completeConfig!(parsed, null),
-    protocols: ['grpc', 'grpcs', 'http', 'https'],
-    enabled: true,
-    tags: null,
-    service: null,
-    route: null,
-    consumer: null,
-    created_at: now(),
-    updated_at: now(),
-    ...scope,
-  };
+  return pluginEntity('oauth2', oauth2Plugin.completeConfig!(oauth2ConfigSchema.parse(config), null), scope);
 }
 
 export interface TestCredential extends SnapshotCredential {
@@ -275,11 +217,8 @@ export async function startEnv(
       c.credentials = Object.fromEntries(
         Object.entries(c.credentials).map(([k, list]) => [k, (list as Record<string, unknown>[]).map(({ plain_secret: _p, ...rest }) => rest)]),
       );
-      const snap: Snapshot = { version, hash: hashContent(c), created_at: now(), ...c };
-      await store.set(SNAPSHOT_KEYS.version(version), JSON.stringify(snap));
-      const pointer = JSON.stringify({ version, hash: snap.hash });
-      await store.set(SNAPSHOT_KEYS.latest, pointer);
-      await store.publish(SNAPSHOT_KEYS.channel, pointer);
+      const snap = buildSnapshot(version, c);
+      await publishSnapshot(store, snap);
       const deadline = Date.now() + 10_000;
       while (dataPlanes.some((d) => d.dp.configVersion?.version !== version)) {
         if (Date.now() > deadline) throw new Error(`data planes did not apply snapshot ${version}`);

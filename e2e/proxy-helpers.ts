@@ -2,10 +2,9 @@
 // process, an upstream on loopback, an admin client, and a TCP link to Redis the test can cut.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
-import { connect, createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
+import { TcpRelay, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
 
 export const root = join(import.meta.dirname, '..');
 
@@ -114,39 +113,7 @@ export async function upstream(name: string): Promise<{ port: number; server: Se
   };
 }
 
-/** A TCP proxy to the test Redis that the test can cut and restore (the shared Redis keeps running). */
-export async function redisLink(port: number) {
-  const target = new URL(TEST_REDIS_URL);
-  const sockets = new Set<Socket>();
-  let server: ReturnType<typeof createServer> | null = null;
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    open: () =>
-      new Promise<void>((resolve, reject) => {
-        server = createServer((client) => {
-          const up = connect(Number(target.port || 6379), target.hostname);
-          sockets.add(client);
-          sockets.add(up);
-          client.pipe(up).pipe(client);
-          const drop = () => {
-            client.destroy();
-            up.destroy();
-            sockets.delete(client);
-            sockets.delete(up);
-          };
-          client.on('error', drop).on('close', drop);
-          up.on('error', drop).on('close', drop);
-        });
-        server.once('error', reject);
-        server.listen(port, '127.0.0.1', () => resolve());
-      }),
-    cut: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        sockets.clear();
-        if (!server) return resolve();
-        server.close(() => resolve());
-        server = null;
-      }),
-  };
+/** A relay to the test Redis that the test can cut and restore (the shared Redis keeps running). */
+export async function redisLink(port: number): Promise<TcpRelay> {
+  return new TcpRelay(TEST_REDIS_URL, port);
 }

@@ -17,8 +17,7 @@ let base: string;
 
 before(async () => {
   testDb = await createTestDatabase();
-  const pgUrl = new URL(TEST_DATABASE_URL);
-  proxy = new TcpProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+  proxy = new TcpProxy(TEST_DATABASE_URL);
   await proxy.open();
   const viaProxy = new URL(testDb.url);
   viaProxy.hostname = '127.0.0.1';
@@ -115,8 +114,7 @@ test('a write whose snapshot could not be published is published once the databa
 });
 
 test('Redis away: writes still commit, the snapshot is published once Redis is back', async () => {
-  const redisUrl = new URL(TEST_REDIS_URL);
-  const relay = new TcpProxy({ host: redisUrl.hostname, port: Number(redisUrl.port || 6379) });
+  const relay = new TcpProxy(TEST_REDIS_URL);
   await relay.open();
   const prefix = testRedisPrefix();
   const cp2 = await startControlPlane({

@@ -1,6 +1,5 @@
 // Shared set-up for the control-plane tests: a migrated database of its own, a Redis prefix of
 // its own, and the real admin app (supertest drives it in-process, no listener needed).
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import {
   RedisStore,
@@ -89,38 +88,6 @@ export async function dumpDatabase(db: Database): Promise<Record<string, unknown
  * A TCP relay to a real server (Postgres, Redis) that a test can close and reopen, to take a
  * dependency away without touching the shared server.
  */
-export class TcpProxy {
-  private server: net.Server | null = null;
-  private sockets = new Set<net.Socket>();
-  port = 0;
-  constructor(private readonly target: { host: string; port: number }) {}
-
-  async open(): Promise<void> {
-    const server = net.createServer((client) => {
-      const upstream = net.connect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => {});
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.port = (server.address() as net.AddressInfo).port;
-    this.server = server;
-  }
-
-  /** Refuses new connections and cuts the open ones, as a database going down. */
-  async close(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    for (const s of this.sockets) s.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
+/** The database or Redis through a relay the test can cut (core's TcpRelay). */
+export { TcpRelay as TcpProxy } from '@gatehouse/core/testing.ts';
 

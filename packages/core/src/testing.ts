@@ -77,3 +77,71 @@ export async function getFreePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * A TCP relay on 127.0.0.1 to a real server (Redis, Postgres) that a test can cut and restore:
+ * an outage as the client sees it, without stopping a server other tests share.
+ * `url` is the target URL pointed at the relay; the relay keeps its port across cut/open.
+ */
+export class TcpRelay {
+  private server: import('node:net').Server | null = null;
+  private readonly sockets = new Set<import('node:net').Socket>();
+  private readonly target: URL;
+
+  constructor(
+    targetUrl: string,
+    public port = 0,
+  ) {
+    this.target = new URL(targetUrl);
+  }
+
+  get url(): string {
+    const u = new URL(this.target.toString());
+    u.hostname = '127.0.0.1';
+    u.port = String(this.port);
+    return u.toString();
+  }
+
+  /** Starts (or restarts) accepting connections. */
+  async open(): Promise<void> {
+    const { createServer, connect } = await import('node:net');
+    const targetPort = Number(this.target.port || (this.target.protocol.startsWith('redis') ? 6379 : 5432));
+    const server = createServer((client) => {
+      const upstream = connect(targetPort, this.target.hostname);
+      this.sockets.add(client);
+      this.sockets.add(upstream);
+      client.pipe(upstream).pipe(client);
+      const drop = () => {
+        client.destroy();
+        upstream.destroy();
+        this.sockets.delete(client);
+        this.sockets.delete(upstream);
+      };
+      client.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.port = (server.address() as import('node:net').AddressInfo).port;
+    this.server = server;
+  }
+
+  restore(): Promise<void> {
+    return this.open();
+  }
+
+  /** Refuses new connections and cuts the open ones, as the server going down. */
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    for (const s of this.sockets) s.destroy();
+    this.sockets.clear();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  close(): Promise<void> {
+    return this.cut();
+  }
+}

@@ -4,13 +4,12 @@
 // controls: the shared Redis server itself is never stopped).
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { z } from 'zod';
 import type { PluginDefinition } from '@gatehouse/core/plugin-sdk.ts';
 import { SNAPSHOT_KEYS, type DataPlaneHeartbeat } from '@gatehouse/core/snapshot.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
-import { getFreePort, tempDir, testRedisPrefix, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
+import { getFreePort, tempDir, TcpRelay, testRedisPrefix, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
 import { cacheFile, startDataPlane, type DataPlane } from '../src/index.ts';
 import { dpConfig, plugin, publish, req, route, service, snapshot, startUpstream, waitFor, type Upstream } from './helpers.ts';
 
@@ -22,40 +21,8 @@ const strict: PluginDefinition = {
 };
 const plugins = new Map([['strict', strict]]);
 
-/** A TCP proxy to the test Redis that the test can cut and restore. */
-async function redisProxy(port: number) {
-  const target = new URL(TEST_REDIS_URL);
-  const sockets = new Set<Socket>();
-  let server: Server | null = null;
-  const open = () =>
-    new Promise<void>((resolve, reject) => {
-      server = createServer((client) => {
-        const upstream = connect(Number(target.port || 6379), target.hostname);
-        sockets.add(client);
-        sockets.add(upstream);
-        client.pipe(upstream).pipe(client);
-        const drop = () => {
-          client.destroy();
-          upstream.destroy();
-          sockets.delete(client);
-          sockets.delete(upstream);
-        };
-        client.on('error', drop).on('close', drop);
-        upstream.on('error', drop).on('close', drop);
-      });
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => resolve());
-    });
-  const cut = () =>
-    new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      sockets.clear();
-      if (!server) return resolve();
-      server.close(() => resolve());
-      server = null;
-    });
-  return { open, cut, url: `redis://127.0.0.1:${port}` };
-}
+/** A relay to the test Redis that the test can cut and restore. */
+const redisProxy = async (port: number) => new TcpRelay(TEST_REDIS_URL, port);
 
 describe('snapshot sync over Redis', () => {
   const prefix = testRedisPrefix();

@@ -13,7 +13,7 @@ import type { Snapshot, SnapshotContent } from '@gatehouse/core/snapshot.ts';
 import { buildSnapshot, consumerEntity, pluginEntity, publishSnapshot, routeEntity, serviceEntity } from '@gatehouse/core/test-fixtures.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
 import type { SharedStore } from '@gatehouse/core/store/types.ts';
-import { tempDir, testRedisPrefix, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
+import { TcpRelay, tempDir, testRedisPrefix, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
 import { startDataPlane, type DataPlane } from '@gatehouse/data-plane';
 import type { Oauth2DataPlaneHandler, SnapshotCredential } from '../src/oauth2/handler.ts';
 import { oauth2Plugin } from '../src/oauth2/index.ts';
@@ -247,60 +247,16 @@ export async function standardSetup(env: Env, config: Partial<Oauth2Config>, cre
   return { service, route, plugin, consumer, credential, content, provisionKey: plugin.config.provision_key as string };
 }
 
-export interface Relay {
-  url: string;
-  port: number;
-  cut(): Promise<void>;
-  restore(): Promise<void>;
-  close(): Promise<void>;
-}
+export type Relay = TcpRelay;
 
 /** A TCP relay to Redis that a test can cut and restore (a Redis outage without touching Redis). */
 export function startRedisRelay(): Promise<Relay> {
   return startTcpRelay(TEST_REDIS_URL);
 }
 
-/** A TCP relay to the server of `url` (redis:// or postgresql://); `url` of the relay keeps the rest. */
+/** A relay to the server of `url` (redis:// or postgresql://), already open. */
 export async function startTcpRelay(targetUrl: string): Promise<Relay> {
-  const { createServer: createTcpServer, connect } = await import('node:net');
-  const target = new URL(targetUrl);
-  const defaultPort = target.protocol.startsWith('redis') ? 6379 : 5432;
-  const sockets = new Set<import('node:net').Socket>();
-  let port = 0;
-  let server: import('node:net').Server | null = null;
-  const listen = () =>
-    new Promise<void>((resolve, reject) => {
-      const srv = createTcpServer((client) => {
-        const upstream = connect(Number(target.port || defaultPort), target.hostname);
-        sockets.add(client);
-        sockets.add(upstream);
-        const drop = () => {
-          client.destroy();
-          upstream.destroy();
-          sockets.delete(client);
-          sockets.delete(upstream);
-        };
-        client.on('error', drop).on('close', drop);
-        upstream.on('error', drop).on('close', drop);
-        client.pipe(upstream).pipe(client);
-      });
-      srv.once('error', reject);
-      srv.listen(port, '127.0.0.1', () => {
-        port = (srv.address() as AddressInfo).port;
-        server = srv;
-        resolve();
-      });
-    });
-  const cut = async () => {
-    const srv = server;
-    server = null;
-    for (const s of sockets) s.destroy();
-    sockets.clear();
-    if (srv) await new Promise<void>((r) => srv.close(() => r()));
-  };
-  await listen();
-  const url = new URL(targetUrl);
-  url.hostname = '127.0.0.1';
-  url.port = String(port);
-  return { url: url.toString(), port, cut, restore: listen, close: cut };
+  const relay = new TcpRelay(targetUrl);
+  await relay.open();
+  return relay;
 }

@@ -76,6 +76,13 @@ function hasStreamedBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
+/** `timeout` listener of an upstream request (`this`): shared by every request. */
+function onReadTimeout(this: import('node:http').ClientRequest): void {
+  const state = (this as any)[STATE] as AttemptState | undefined;
+  if (state) state.timedOut = true;
+  this.destroy(Object.assign(new Error('upstream read timeout'), { code: 'ETIMEDOUT' }));
+}
+
 export class HttpProxyEngine implements ForwardingEngine {
   /**
    * One http-proxy server per upstream, its target and agent fixed: a request then passes no
@@ -148,25 +155,22 @@ export class HttpProxyEngine implements ForwardingEngine {
       buffer = state.gate;
     } else state.gate = null;
     const proxy = this.proxyFor(upstream);
-    const onError = (err: Error) => this.onError(state, err);
-    if (buffer) proxy.web(req, request.res, { buffer } as httpProxy.ServerOptions, onError);
-    else proxy.web(req, request.res, onError as any);
+    // One callback for every request (the state hangs off req): no closure per request.
+    if (buffer) proxy.web(req, request.res, { buffer } as httpProxy.ServerOptions, this.onWebError as any);
+    else proxy.web(req, request.res, this.onWebError as any);
   }
+
+  /** http-proxy's per-call error callback: `(err, req, res, target)`. */
+  private readonly onWebError = (err: Error, req: IncomingMessage): void => {
+    const state = (req as any)[STATE] as AttemptState | undefined;
+    if (state) this.onError(state, err);
+  };
 
   private onProxyReq(proxyReq: import('node:http').ClientRequest, req: IncomingMessage) {
     const state = (req as any)[STATE] as AttemptState | undefined;
     if (!state) return;
     const { upstream } = state;
     const socket = proxyReq.socket as Socket;
-    const start = () => {
-      state.connected = true;
-      // read_timeout: the longest silence allowed while waiting for the upstream.
-      proxyReq.setTimeout(upstream.readTimeout, () => {
-        state.timedOut = true;
-        proxyReq.destroy(Object.assign(new Error('upstream read timeout'), { code: 'ETIMEDOUT' }));
-      });
-      if (state.gate) this.openGate(state, proxyReq);
-    };
     if (socket.connecting) {
       const timer = setTimeout(() => {
         state.timedOut = true;
@@ -174,10 +178,19 @@ export class HttpProxyEngine implements ForwardingEngine {
       }, upstream.connectTimeout);
       socket.once(upstream.protocol === 'https' ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
-        start();
+        this.connected(state, proxyReq);
       });
       socket.once('close', () => clearTimeout(timer));
-    } else start();
+    } else this.connected(state, proxyReq);
+  }
+
+  /** The upstream socket is connected (a reused keep-alive socket: at once). No closure per request. */
+  private connected(state: AttemptState, proxyReq: import('node:http').ClientRequest) {
+    state.connected = true;
+    (proxyReq as any)[STATE] = state;
+    // read_timeout: the longest silence allowed while waiting for the upstream.
+    proxyReq.setTimeout(state.upstream.readTimeout, onReadTimeout);
+    if (state.gate) this.openGate(state, proxyReq);
   }
 
   /** Streams the client's body into the gate now that an upstream socket is connected. */

@@ -304,13 +304,20 @@ class Exchange implements RequestContext, ForwardRequest {
 
   onUpstreamResponse(upstream: IncomingMessage): boolean {
     const headers = upstream.headers;
+    const list = this.payload.chain.response;
     // Hop-by-hop: the client connection has its own (http-proxy sets `connection` from the client's).
-    if (headers.connection !== undefined) delete headers.connection;
-    if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
+    // Without response plugins to see the object, `undefined` does what `delete` would (http-proxy
+    // copies no undefined header) without turning the object into a slow dictionary.
+    if (list.length) {
+      if (headers.connection !== undefined) delete headers.connection;
+      if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
+    } else {
+      if (headers.connection !== undefined) headers.connection = undefined;
+      if (headers['keep-alive'] !== undefined) headers['keep-alive'] = undefined;
+    }
     headers.via = headers.via ? `${headers.via}, ${VIA}` : VIA;
     headers['x-request-id'] = this.requestId;
     if (this.clientConnection !== undefined) this.req.headers.connection = this.clientConnection;
-    const list = this.payload.chain.response;
     if (list.length) {
       const https = this.scheme === 'https';
       for (const entry of list) {

@@ -50,6 +50,52 @@ export function parsePointer(raw: string | null): SnapshotPointer | null {
   }
 }
 
+interface CoreRows {
+  version: number;
+  services: Record<string, any>[];
+  routes: Record<string, any>[];
+  consumers: Record<string, any>[];
+  plugins: Record<string, any>[];
+}
+
+async function readCorePrisma(tx: any): Promise<CoreRows> {
+  const order = { orderBy: { id: 'asc' as const } };
+  const [row, services, routes, consumers, plugins] = await Promise.all([
+    tx.configVersion.findUnique({ where: { id: 1 } }),
+    tx.service.findMany(order),
+    tx.route.findMany(order),
+    tx.consumer.findMany(order),
+    tx.plugin.findMany(order),
+  ]);
+  return { version: Number(row?.version ?? 0), services, routes, consumers, plugins };
+}
+
+const camel = (column: string) => column.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+const camelRows = (rows: Record<string, unknown>[]) =>
+  rows.map((r) => {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(r)) out[camel(k)] = v;
+    return out;
+  });
+const aggregate = (table: string) => `(SELECT coalesce(json_agg(t ORDER BY t.id), '[]'::json) FROM ${table} t)`;
+/**
+ * The four core tables and the version in one statement (one round trip, one query through
+ * Prisma instead of five): rows as JSON, columns renamed to the Prisma field names (every field
+ * of these models is its column in camel case; a test compares this with findMany). No column of
+ * these tables is a BigInt or a DateTime, so JSON carries every value exactly.
+ */
+const CORE_SQL = `SELECT json_build_object('version', (SELECT version::text FROM config_version WHERE id = 1), 'services', ${aggregate('services')}, 'routes', ${aggregate('routes')}, 'consumers', ${aggregate('consumers')}, 'plugins', ${aggregate('plugins')})::text AS doc`;
+
+async function readCoreRaw(tx: any): Promise<CoreRows> {
+  const [{ doc }] = (await tx.$queryRawUnsafe(CORE_SQL)) as { doc: string }[];
+  const d = JSON.parse(doc);
+  return { version: Number(d.version ?? 0), services: camelRows(d.services), routes: camelRows(d.routes), consumers: camelRows(d.consumers), plugins: camelRows(d.plugins) };
+}
+
+/** For tests: the core rows as Prisma's findMany returns them. */
+export const _readCorePrisma = readCorePrisma;
+export const _readCoreRaw = readCoreRaw;
+
 export class SnapshotPublisher {
   private dirty = false;
   private running: Promise<void> | null = null;
@@ -176,20 +222,15 @@ export class SnapshotPublisher {
   async build(): Promise<Snapshot> {
     const { db, entities, parts } = this.options;
     const read = async (tx: any) => {
-      // The version first: under REPEATABLE READ the first statement fixes what the transaction
-      // sees. The other reads are issued together: they queue on the transaction's one
-      // connection (PGlite has only one anyway), each sent as soon as the previous one answered
-      // rather than after a round trip through the caller.
-      const row = await tx.configVersion.findUnique({ where: { id: 1 } });
-      const order = { orderBy: { id: 'asc' as const } };
       const txDb: Database = { ...db, prisma: tx as PrismaClient };
-      const [services, routes, consumers, plugins, ...contributions] = await Promise.all([
-        tx.service.findMany(order),
-        tx.route.findMany(order),
-        tx.consumer.findMany(order),
-        tx.plugin.findMany(order),
+      // Under REPEATABLE READ every statement of the transaction sees the state the first one
+      // saw, so the reads can be issued together: they queue on the transaction's one connection
+      // (PGlite has only one anyway), each sent as soon as the previous one answered.
+      const [core, ...contributions] = await Promise.all([
+        db.kind === 'postgres' ? readCoreRaw(tx) : readCorePrisma(tx),
         ...parts.map((part) => (part.snapshot ? part.snapshot(txDb) : Promise.resolve({}))),
       ]);
+      const { services, routes, consumers, plugins } = core;
       const credentials: Record<string, unknown[]> = {};
       for (const c of contributions) Object.assign(credentials, c);
       const content: SnapshotContent = {
@@ -199,7 +240,7 @@ export class SnapshotPublisher {
         plugins: plugins.map(entities.plugins.toEntity),
         credentials,
       } as SnapshotContent;
-      return { version: Number(row?.version ?? 0), content };
+      return { version: core.version, content };
     };
     // Reads inside one REPEATABLE READ transaction see a single committed state.
     const { version, content } =

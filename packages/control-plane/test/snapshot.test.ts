@@ -9,6 +9,7 @@ import request from 'supertest';
 import { DATA_PLANE_TTL_S, RedisStore, SNAPSHOT_KEYS, hashContent, type DataPlaneHeartbeat, type Snapshot } from '@gatehouse/core';
 import { TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
 import { openTestApp, type TestApp } from './helpers.ts';
+import { _readCorePrisma, _readCoreRaw } from '../src/publisher.ts';
 
 let t: TestApp;
 let api: ReturnType<typeof request>;
@@ -195,4 +196,26 @@ test('GET /clustering/data-planes lists live data planes with their sync status'
   });
   const left = await t.store.hgetall(SNAPSHOT_KEYS.dataPlanes);
   assert.deepEqual(Object.keys(left).sort(), ['dp-a', 'dp-b', 'dp-c'], 'stale and unreadable entries dropped');
+});
+
+test('the one-statement read of the core tables returns exactly what findMany returns', async () => {
+  // Every column filled, nulls, JSON, arrays and defaults, so a renamed or added column shows.
+  await api
+    .post('/services')
+    .send({ name: 'rows-svc', url: 'https://example.com:8443/base', retries: 2, tags: ['a', 'b'], tls_verify: true, tls_verify_depth: 3, ca_certificates: ['7b4d2bd1-6a3b-4b7b-8f5c-2a3e1c0d9f10'] })
+    .expect(201);
+  await api.post('/services').send({ name: 'rows-svc-2', url: 'http://example.org' }).expect(201);
+  await api
+    .post('/services/rows-svc/routes')
+    .send({ name: 'rows-route', paths: ['/rows'], methods: ['GET'], hosts: ['a.example'], headers: { 'x-a': ['1', '2'] }, strip_path: false, regex_priority: 4, tags: ['t'] })
+    .expect(201);
+  await api.post('/services/rows-svc-2/routes').send({ paths: ['/rows-2'] }).expect(201);
+  await api.post('/consumers').send({ username: 'rows-user', custom_id: 'rows-cid', tags: ['c'] }).expect(201);
+  await api.post('/consumers').send({ custom_id: 'rows-cid-only' }).expect(201);
+  await api.post('/routes/rows-route/plugins').send({ name: 'oauth2', instance_name: 'rows-plugin', config: { enable_client_credentials: true, scopes: ['a', 'b'] }, tags: ['p'] }).expect(201);
+  await api.post('/services/rows-svc-2/plugins').send({ name: 'oauth2', enabled: false, config: { enable_password_grant: true } }).expect(201);
+  const [viaPrisma, viaRaw] = await t.db.prisma.$transaction(async (tx: any) => [await _readCorePrisma(tx), await _readCoreRaw(tx)]);
+  assert.ok(viaPrisma.routes.length >= 2 && viaPrisma.plugins.length >= 2 && viaPrisma.consumers.length >= 2);
+  assert.deepStrictEqual(viaRaw, viaPrisma);
+  assert.equal(JSON.stringify(viaRaw), JSON.stringify(viaPrisma), 'same keys in the same order');
 });

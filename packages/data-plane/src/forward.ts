@@ -76,11 +76,19 @@ function hasStreamedBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
-/** `timeout` listener of an upstream request (`this`): shared by every request. */
-function onReadTimeout(this: import('node:http').ClientRequest): void {
-  const state = (this as any)[STATE] as AttemptState | undefined;
-  if (state) state.timedOut = true;
-  this.destroy(Object.assign(new Error('upstream read timeout'), { code: 'ETIMEDOUT' }));
+const SOCKET_LISTENING = Symbol('gatehouse.readTimeoutListener');
+
+/**
+ * `timeout` listener of an upstream socket (`this`), shared by every socket: the request it
+ * carries now, if any, timed out reading. An idle socket in the agent's pool carries none (the
+ * agent itself closes those when their keep-alive time is up).
+ */
+function onSocketTimeout(this: Socket): void {
+  const req = (this as any)._httpMessage as import('node:http').ClientRequest | null;
+  const state = req ? ((req as any)[STATE] as AttemptState | undefined) : undefined;
+  if (!req || !state || req.destroyed) return;
+  state.timedOut = true;
+  req.destroy(Object.assign(new Error('upstream read timeout'), { code: 'ETIMEDOUT' }));
 }
 
 export class HttpProxyEngine implements ForwardingEngine {
@@ -188,8 +196,15 @@ export class HttpProxyEngine implements ForwardingEngine {
   private connected(state: AttemptState, proxyReq: import('node:http').ClientRequest) {
     state.connected = true;
     (proxyReq as any)[STATE] = state;
-    // read_timeout: the longest silence allowed while waiting for the upstream.
-    proxyReq.setTimeout(state.upstream.readTimeout, onReadTimeout);
+    // read_timeout: the longest silence allowed while waiting for the upstream. Set on the socket
+    // with one listener per socket for its whole life: ClientRequest.setTimeout would add and
+    // remove listeners (and bind two functions) on every request.
+    const socket = proxyReq.socket as Socket & { [SOCKET_LISTENING]?: true };
+    if (!socket[SOCKET_LISTENING]) {
+      socket[SOCKET_LISTENING] = true;
+      socket.on('timeout', onSocketTimeout);
+    }
+    socket.setTimeout(state.upstream.readTimeout);
     if (state.gate) this.openGate(state, proxyReq);
   }
 

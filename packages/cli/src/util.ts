@@ -1,18 +1,9 @@
 // Helpers shared by the commands: configuration errors and other expected failures print one
 // clear line and exit 1; unexpected ones print their message (the stack only with GATEHOUSE_DEBUG).
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 // Subpath imports: the core index would load Prisma, which the data-plane process must never do.
 import { ConfigError, loadConfig, type GatehouseConfig } from '@gatehouse/core/config.ts';
 
-export const GATEHOUSE_VERSION: string = (() => {
-  try {
-    return JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../../../package.json'), 'utf8')).version;
-  } catch {
-    return '0.0.0';
-  }
-})();
+export { GATEHOUSE_VERSION } from '@gatehouse/core/version.ts';
 
 export function fail(message: string): never {
   process.stderr.write(`gatehouse: ${message}\n`);

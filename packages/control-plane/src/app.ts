@@ -3,10 +3,8 @@
 // (request ids, logging, the admin token); routing is done here on path segments so that 404,
 // 405 and nested lookups behave exactly as Kong's generated endpoints.
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { GATEHOUSE_VERSION } from '@gatehouse/core/version.ts';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
 import {
@@ -32,14 +30,7 @@ import { EntityEngine, UUID_RE, type ParentScope } from './engine.ts';
 import { mapError } from './errors.ts';
 import { parsePointer, type SnapshotPublisher } from './publisher.ts';
 
-export const GATEHOUSE_VERSION: string = (() => {
-  try {
-    const root = join(dirname(fileURLToPath(import.meta.url)), '../../../package.json');
-    return JSON.parse(readFileSync(root, 'utf8')).version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-})();
+export { GATEHOUSE_VERSION };
 
 export interface AdminAppOptions {
   config: GatehouseConfig;

@@ -8,3 +8,4 @@ export * from './plugin-sdk.ts';
 export * from './store/index.ts';
 export { openDatabase, type Database, type SqlRunner, PrismaClient } from './db/client.ts';
 export * from './db/migrations.ts';
+export * from './version.ts';

@@ -8,7 +8,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { GatehouseConfig } from '@gatehouse/core/config.ts';
 import type { Logger } from '@gatehouse/core/logger.ts';
 import type { PluginDefinition } from '@gatehouse/core/plugin-sdk.ts';
@@ -20,14 +19,9 @@ export const POLL_INTERVAL_MS = 1500;
 /** A snapshot refused once is fetched again only after this long (unless a new one is announced). */
 const REFUSED_RETRY_MS = 30_000;
 
-export const GATEHOUSE_VERSION: string = (() => {
-  try {
-    const root = join(dirname(fileURLToPath(import.meta.url)), '../../../package.json');
-    return JSON.parse(readFileSync(root, 'utf8')).version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-})();
+import { GATEHOUSE_VERSION } from '@gatehouse/core/version.ts';
+
+export { GATEHOUSE_VERSION };
 
 export function cacheFile(dataDir: string): string {
   return join(dataDir, 'data-plane', 'config.json');

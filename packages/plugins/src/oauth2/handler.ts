@@ -554,20 +554,31 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     return null;
   }
 
-  async function revoke(ctx: RequestContext, config: Oauth2Config, params: Params) {
+  /**
+   * What revocation (RFC 7009 §2.1) and introspection (RFC 7662 §2.1) share: HTTPS, an
+   * authenticated client (public ones only where allowed: they may revoke, not introspect),
+   * a `token` parameter. Answers the error itself and returns null.
+   */
+  async function tokenEndpointRequest(ctx: RequestContext, config: Oauth2Config, params: Params, allowPublic: boolean) {
     const https = checkHttps(ctx, config);
     if (https !== true) {
       ctx.respond(400, { error: 'access_denied', error_description: https || 'You must use HTTPS' }, NO_STORE);
-      return;
+      return null;
     }
-    const client = await authenticateClient(ctx, config, params, true);
-    if (!client) return;
+    const client = await authenticateClient(ctx, config, params, allowPublic);
+    if (!client) return null;
     const value = params.token;
     if (typeof value !== 'string' || value === '') {
       ctx.respond(400, { error: 'invalid_request', error_description: 'Missing token parameter' }, NO_STORE);
-      return;
+      return null;
     }
-    const found = await findToken(value, params.token_type_hint);
+    return { client, found: await findToken(value, params.token_type_hint) };
+  }
+
+  async function revoke(ctx: RequestContext, config: Oauth2Config, params: Params) {
+    const request = await tokenEndpointRequest(ctx, config, params, true);
+    if (!request) return;
+    const { client, found } = request;
     if (found) {
       if (found.record.credential_id !== client.id) {
         // RFC 7009 §2.1: the token must have been issued to the requesting client.
@@ -587,19 +598,9 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
   }
 
   async function introspect(ctx: RequestContext, config: Oauth2Config, params: Params) {
-    const https = checkHttps(ctx, config);
-    if (https !== true) {
-      ctx.respond(400, { error: 'access_denied', error_description: https || 'You must use HTTPS' }, NO_STORE);
-      return;
-    }
-    const client = await authenticateClient(ctx, config, params, false);
-    if (!client) return;
-    const value = params.token;
-    if (typeof value !== 'string' || value === '') {
-      ctx.respond(400, { error: 'invalid_request', error_description: 'Missing token parameter' }, NO_STORE);
-      return;
-    }
-    const found = await findToken(value, params.token_type_hint);
+    const request = await tokenEndpointRequest(ctx, config, params, false);
+    if (!request) return;
+    const { client, found } = request;
     const inactive = () => ctx.respond(200, { active: false }, NO_STORE);
     if (!found || found.record.credential_id !== client.id) return inactive();
     const rec = found.record;

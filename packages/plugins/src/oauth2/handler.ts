@@ -376,12 +376,8 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       const hash = code ? sha256Hex(code) : null;
       const rec = hash ? await tokens.lookupCode(hash) : null;
       if (!rec) {
-        const usedGrant = hash ? await tokens.usedCodeGrant(hash) : null;
-        if (usedGrant) {
-          // RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it produced.
-          const n = await tokens.revokeGrant(usedGrant);
-          logger.warn('oauth2: authorization code replayed; grant revoked', { grant_id: usedGrant, tokens_revoked: n });
-        }
+        // RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it produced.
+        if (hash) await revokeReplayedGrant(await tokens.usedCodeGrant(hash), 'authorization code replayed');
         return invalidCode;
       }
       if ((serviceId && serviceId !== rec.service_id) || rec.credential_id !== client!.id) return invalidCode;
@@ -482,12 +478,8 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     const hash = presented ? sha256Hex(presented) : null;
     const rec = hash ? await tokens.lookupRefresh(hash) : null;
     if (!rec) {
-      const usedGrant = hash ? await tokens.usedRefreshGrant(hash) : null;
-      if (usedGrant) {
-        // RFC 9700 §4.14.2: a rotated refresh token came back; revoke the grant's live tokens.
-        const n = await tokens.revokeGrant(usedGrant);
-        logger.warn('oauth2: rotated refresh token reused; grant revoked', { grant_id: usedGrant, tokens_revoked: n });
-      }
+      // RFC 9700 §4.14.2: a rotated refresh token came back; revoke the grant's live tokens.
+      if (hash) await revokeReplayedGrant(await tokens.usedRefreshGrant(hash), 'rotated refresh token reused');
       return invalidRefresh;
     }
     if (serviceId && serviceId !== rec.service_id) return invalidRefresh;
@@ -552,6 +544,13 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       if (record) return { kind, record };
     }
     return null;
+  }
+
+  /** A single-use value (code, rotated refresh token) presented again: its grant is revoked. */
+  async function revokeReplayedGrant(grantId: string | null, what: string) {
+    if (!grantId) return;
+    const n = await tokens.revokeGrant(grantId);
+    logger.warn(`oauth2: ${what}; grant revoked`, { grant_id: grantId, tokens_revoked: n });
   }
 
   /**

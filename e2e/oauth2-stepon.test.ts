@@ -5,65 +5,16 @@
 // other; refresh, revocation and every other grant are exercised, each also with the control
 // plane stopped.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generateSelfSigned } from '@gatehouse/core/tls.ts';
 import { createTestDatabase, getFreePort, tempDir, testRedisPrefix, TEST_REDIS_URL, type TestDatabase } from '@gatehouse/core/testing.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
 import { basic, request, type Res } from '../packages/plugins/test/oauth2-helpers.ts';
+import { gatehouse as run, waitFor, type Proc } from './proxy-helpers.ts';
 
-const root = join(import.meta.dirname, '..');
 
-interface Proc {
-  child: ChildProcess;
-  output: string;
-  stop(): Promise<void>;
-}
-
-function run(command: string, env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [join(root, 'bin/gatehouse.js'), command], {
-    cwd: root,
-    env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const proc: Proc = {
-    child,
-    output: '',
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        child.once('exit', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      }),
-  };
-  child.stdout!.on('data', (c) => (proc.output += c));
-  child.stderr!.on('data', (c) => (proc.output += c));
-  return proc;
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000, procs: Proc[] = []): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${last ? ` (${(last as Error).message})` : ''}\n${procs.map((p) => p.output.slice(-2000)).join('\n---\n')}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 let testDb: TestDatabase;
 let prefix: string;

@@ -13,22 +13,16 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { loadConfig } from '@gatehouse/core/config.ts';
 import { createLogger } from '@gatehouse/core/logger.ts';
-import { hashContent, SNAPSHOT_KEYS, type Snapshot, type SnapshotContent } from '@gatehouse/core/snapshot.ts';
+import { SNAPSHOT_KEYS } from '@gatehouse/core/snapshot.ts';
+import { buildSnapshot, consumerEntity, pluginEntity, publishSnapshot, routeEntity, serviceEntity } from '@gatehouse/core/test-fixtures.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
 import { tempDir, testRedisPrefix } from '@gatehouse/core/testing.ts';
 import { startDataPlane } from '@gatehouse/data-plane';
 import { oauth2Plugin } from '@gatehouse/plugins/oauth2/index.ts';
 import { oauth2ConfigSchema } from '@gatehouse/plugins/oauth2/schema.ts';
 import { hashSecret } from '@gatehouse/plugins/oauth2/secrets.ts';
+import type { BenchResult } from './lib.ts';
 
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  target: string;
-  pass: boolean;
-  detail?: Record<string, unknown>;
-}
 
 interface LoadResult {
   requests: number;
@@ -93,35 +87,18 @@ export async function runOauth2Bench(options: { durationMs?: number; concurrency
     const httpPort = dp.addresses.find((a) => !a.ssl)!.port;
     const httpsPort = dp.addresses.find((a) => a.ssl)!.port;
     const t = now();
-    const service = {
-      id: randomUUID(), name: 'bench', protocol: 'http', host: '127.0.0.1', port: upstreamPort, path: null, retries: 0,
-      connect_timeout: 5000, write_timeout: 5000, read_timeout: 5000, tags: null, client_certificate: null, tls_verify: null,
-      tls_verify_depth: null, ca_certificates: null, enabled: true, created_at: t, updated_at: t,
-    };
-    const route = (name: string, path: string) => ({
-      id: randomUUID(), name, protocols: ['http', 'https'], methods: null, hosts: null, paths: [path], headers: null, snis: null,
-      sources: null, destinations: null, https_redirect_status_code: 426, regex_priority: 0, strip_path: true, preserve_host: false,
-      request_buffering: true, response_buffering: true, path_handling: 'v0', tags: null, service: { id: service.id }, created_at: t, updated_at: t,
-    });
-    const plain = route('plain', '/plain');
-    const secure = route('secure', '/secure');
+    const service = serviceEntity({ name: 'bench', host: '127.0.0.1', port: upstreamPort, retries: 0, connect_timeout: 5000, write_timeout: 5000, read_timeout: 5000 });
+    const plain = routeEntity({ name: 'plain', paths: ['/plain'] }, service);
+    const secure = routeEntity({ name: 'secure', paths: ['/secure'] }, service);
     const config = oauth2Plugin.completeConfig!(oauth2ConfigSchema.parse({ enable_client_credentials: true, token_expiration: 120 }), null);
-    const plugin = {
-      id: randomUUID(), name: 'oauth2', instance_name: null, config, protocols: ['grpc', 'grpcs', 'http', 'https'], enabled: true, tags: null,
-      service: null, route: { id: secure.id }, consumer: null, created_at: t, updated_at: t,
-    };
-    const consumer = { id: randomUUID(), username: 'bench', custom_id: null, tags: null, created_at: t, updated_at: t };
+    const plugin = pluginEntity('oauth2', config, { route: { id: secure.id } });
+    const consumer = consumerEntity('bench');
     const secret = 'bench-secret-0123456789';
     const credential = {
       id: randomUUID(), consumer: { id: consumer.id }, name: 'bench', client_id: 'bench-client', client_secret: await hashSecret(secret, true),
       hash_secret: true, redirect_uris: null, client_type: 'confidential', tags: null, created_at: t,
     };
-    const content: SnapshotContent = { services: [service], routes: [plain, secure], consumers: [consumer], plugins: [plugin], credentials: { oauth2_credentials: [credential] } };
-    const snap: Snapshot = { version: 1, hash: hashContent(content), created_at: t, ...content };
-    await store.set(SNAPSHOT_KEYS.version(1), JSON.stringify(snap));
-    const pointer = JSON.stringify({ version: 1, hash: snap.hash });
-    await store.set(SNAPSHOT_KEYS.latest, pointer);
-    await store.publish(SNAPSHOT_KEYS.channel, pointer);
+    await publishSnapshot(store, buildSnapshot(1, { services: [service], routes: [plain, secure], consumers: [consumer], plugins: [plugin], credentials: { oauth2_credentials: [credential] } }));
     const deadline = Date.now() + 10_000;
     while (dp.configVersion?.version !== 1 || dp2.configVersion?.version !== 1) {
       if (Date.now() > deadline) throw new Error('the data plane did not apply the bench snapshot');

@@ -4,7 +4,7 @@
 import type { Agent } from 'node:http';
 import type { RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
-import { createAgent, type Upstream } from './forward.ts';
+import { closeExpiredIdleSockets, createAgent, type Upstream } from './forward.ts';
 import type { PluginChain, PluginRuntime } from './plugins.ts';
 import { Router } from './router.ts';
 
@@ -28,12 +28,19 @@ export interface CompiledConfig {
   consumers: Map<string, Snapshot['consumers'][number]>;
 }
 
-/** Keep-alive agents outlive snapshots while their upstream stays the same. */
+/**
+ * Keep-alive agents outlive snapshots while their upstream stays the same. One per read
+ * timeout too: a pooled socket keeps its upstream's read timeout (see forward.ts).
+ */
 export class AgentPool {
   private readonly agents = new Map<string, Agent>();
+  private readonly sweep = setInterval(() => {
+    const now = Date.now();
+    for (const agent of this.agents.values()) closeExpiredIdleSockets(agent, now);
+  }, 250).unref();
 
-  get(protocol: 'http' | 'https', host: string, port: number, tlsVerify: boolean): { key: string; agent: Agent } {
-    const key = `${protocol}://${host}:${port}|${tlsVerify ? 'verify' : 'noverify'}`;
+  get(protocol: 'http' | 'https', host: string, port: number, tlsVerify: boolean, readTimeout: number): { key: string; agent: Agent } {
+    const key = `${protocol}://${host}:${port}|${tlsVerify ? 'verify' : 'noverify'}|${readTimeout}`;
     let agent = this.agents.get(key);
     if (!agent) {
       agent = createAgent(protocol, tlsVerify);
@@ -52,6 +59,7 @@ export class AgentPool {
   }
 
   destroy(): void {
+    clearInterval(this.sweep);
     for (const agent of this.agents.values()) agent.destroy();
     this.agents.clear();
   }
@@ -69,7 +77,7 @@ export function compileSnapshot(snapshot: Snapshot, plugins: PluginRuntime, agen
     if (svc.protocol !== 'http' && svc.protocol !== 'https') return null;
     const protocol = svc.protocol;
     const tlsVerify = svc.tls_verify === true;
-    const { key, agent } = agents.get(protocol, svc.host, svc.port, tlsVerify);
+    const { key, agent } = agents.get(protocol, svc.host, svc.port, tlsVerify, svc.read_timeout);
     const defaultPort = protocol === 'https' ? 443 : 80;
     const bracketed = svc.host.includes(':') && !svc.host.startsWith('[') ? `[${svc.host}]` : svc.host;
     u = {

@@ -47,9 +47,51 @@ export interface ForwardingEngine {
   close(): void;
 }
 
+/** The upstream's `Keep-Alive` response header, kept on the socket before the exchange drops it. */
+const KEEP_ALIVE_HINT = Symbol('gatehouse.keepAliveHint');
+/** When an idle pooled socket must be closed (the upstream said it would close it then). */
+const IDLE_DEADLINE = Symbol('gatehouse.idleDeadline');
+const KEEP_ALIVE_TIMEOUT = /^timeout=(\d+)/;
+
+type PooledSocket = Socket & { [KEEP_ALIVE_HINT]?: string; [IDLE_DEADLINE]?: number };
+
+/**
+ * Node's agent re-arms a socket's timer twice per request: to its idle timeout when the socket
+ * returns to the pool, and we set the read timeout back when it is reused. Here a socket's timer
+ * stays at its upstream's read_timeout for its whole life (an idle socket is closed by it, as
+ * Kong's upstream_keepalive_idle_timeout does), and `closeExpiredIdleSockets` honours an
+ * upstream's shorter `Keep-Alive: timeout=N` as Node does (one second early).
+ */
+function keepSocketAlive(this: HttpAgent & { keepAliveMsecs: number }, socket: PooledSocket): boolean {
+  socket.setKeepAlive(true, this.keepAliveMsecs);
+  socket.unref();
+  socket[IDLE_DEADLINE] = undefined;
+  const hint = socket[KEEP_ALIVE_HINT];
+  if (hint === undefined) return true;
+  const seconds = KEEP_ALIVE_TIMEOUT.exec(hint)?.[1];
+  if (seconds === undefined) return true;
+  const idleMs = Number(seconds) * 1000 - 1000;
+  if (idleMs <= 0) return false;
+  socket[IDLE_DEADLINE] = Date.now() + idleMs;
+  return true;
+}
+
+/** Keep-alive agent for one upstream (its sockets time out after `readTimeout` of silence). */
 export function createAgent(protocol: 'http' | 'https', tlsVerify: boolean): HttpAgent {
   const options = { keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 256, scheduling: 'lifo' as const };
-  return protocol === 'https' ? new HttpsAgent({ ...options, rejectUnauthorized: tlsVerify }) : new HttpAgent(options);
+  const agent = protocol === 'https' ? new HttpsAgent({ ...options, rejectUnauthorized: tlsVerify }) : new HttpAgent(options);
+  agent.keepSocketAlive = keepSocketAlive as HttpAgent['keepSocketAlive'];
+  return agent;
+}
+
+/** Closes pooled sockets idle past the deadline their upstream announced. Run periodically. */
+export function closeExpiredIdleSockets(agent: HttpAgent, now: number): void {
+  const pools = agent.freeSockets as NodeJS.ReadOnlyDict<PooledSocket[]>;
+  for (const name in pools) {
+    const pool = pools[name];
+    if (!pool) continue;
+    for (const socket of pool) if ((socket[IDLE_DEADLINE] ?? Infinity) <= now) socket.destroy();
+  }
 }
 
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED', 'EADDRNOTAVAIL']);
@@ -117,6 +159,7 @@ export class HttpProxyEngine implements ForwardingEngine {
       const state = (req as any)[STATE] as AttemptState | undefined;
       if (!state) return;
       state.responded = true;
+      (proxyRes.socket as PooledSocket)[KEEP_ALIVE_HINT] = proxyRes.headers['keep-alive'];
       if (!state.request.onUpstreamResponse(proxyRes)) {
         // The exchange answered the client itself (a response plugin failed): http-proxy sees
         // the response finished and copies nothing; drain the upstream's.
@@ -199,12 +242,14 @@ export class HttpProxyEngine implements ForwardingEngine {
     // read_timeout: the longest silence allowed while waiting for the upstream. Set on the socket
     // with one listener per socket for its whole life: ClientRequest.setTimeout would add and
     // remove listeners (and bind two functions) on every request.
-    const socket = proxyReq.socket as Socket & { [SOCKET_LISTENING]?: true };
+    const socket = proxyReq.socket as PooledSocket & { [SOCKET_LISTENING]?: true };
     if (!socket[SOCKET_LISTENING]) {
       socket[SOCKET_LISTENING] = true;
       socket.on('timeout', onSocketTimeout);
     }
-    socket.setTimeout(state.upstream.readTimeout);
+    // Once per socket (see keepSocketAlive); pooled sockets keep it.
+    if (socket.timeout !== state.upstream.readTimeout) socket.setTimeout(state.upstream.readTimeout);
+    socket[IDLE_DEADLINE] = undefined;
     if (state.gate) this.openGate(state, proxyReq);
   }
 

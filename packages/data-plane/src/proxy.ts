@@ -1,7 +1,7 @@
 // The proxy: plain node:http / node:https servers, one compiled config swapped atomically on
 // each snapshot, the plugin pipeline (access → upstream → response → log) and Kong's proxy
 // errors. Nothing here touches express, Prisma or pg.
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -374,6 +374,19 @@ function hasHeader(headers: Record<string, string> | undefined, name: string): b
 
 const REQUEST_ID_OK = /^[\w.:@/+=-]{1,200}$/;
 
+/**
+ * Ids for requests that bring none, shaped as a UUID: 80 random bits per process and a 48-bit
+ * counter. Unique without a randomUUID() per request, which was measurable on the hot path.
+ */
+const REQUEST_ID_PREFIX = randomBytes(10)
+  .toString('hex')
+  .replace(/^(.{8})(.{4})(.{4})(.{4})$/, '$1-$2-$3-$4-');
+let requestCounter = 0;
+function nextRequestId(): string {
+  requestCounter++;
+  return REQUEST_ID_PREFIX + requestCounter.toString(16).padStart(12, '0');
+}
+
 export interface ProxyRuntimeOptions {
   logger: Logger;
   plugins: PluginRuntime;
@@ -451,7 +464,7 @@ export class ProxyRuntime {
   handle(req: IncomingMessage, res: ServerResponse, https: boolean): void {
     const cfg = this.current;
     const incomingId = req.headers['x-request-id'];
-    const requestId = typeof incomingId === 'string' && REQUEST_ID_OK.test(incomingId) ? incomingId : randomUUID();
+    const requestId = typeof incomingId === 'string' && REQUEST_ID_OK.test(incomingId) ? incomingId : nextRequestId();
     if (cfg === null) return sendRaw(res, 503, this.noConfigBody, requestId);
     let url = req.url ?? '/';
     if (url.charCodeAt(0) !== 47 /* / */) {

@@ -206,6 +206,45 @@ describe('proxy', () => {
     }
   });
 
+  test('pooled upstream sockets: the read timeout holds on a reused socket; one idle past the Keep-Alive hint is closed first by the gateway', async () => {
+    const pooled = await startUpstream('pooled', (request, res) => {
+      // The route strips its /pool prefix.
+      if (request.url === '/hang') setTimeout(() => res.end('late'), 2600);
+      else res.end('ok');
+      return true;
+    });
+    // Node announces `Keep-Alive: timeout=2` and closes idle sockets after 2 s. The gateway
+    // closes them 1 s early (or after read_timeout idle, whichever comes first).
+    pooled.server.keepAliveTimeout = 2000;
+    const sockets: { openedAt: number; endedByPeerAt: number | null }[] = [];
+    pooled.server.on('connection', (socket: Socket) => {
+      const entry = { openedAt: Date.now(), endedByPeerAt: null as number | null };
+      sockets.push(entry);
+      // 'end': the gateway sent FIN; a server-side timeout destroys the socket without it.
+      socket.on('end', () => (entry.endedByPeerAt = Date.now()));
+    });
+    try {
+      const svc = service({ host: '127.0.0.1', port: pooled.port, read_timeout: 1800 });
+      await apply({ services: [svc], routes: [route({ paths: ['/pool'] }, svc)] });
+      assert.equal((await req(port, '/pool/fast')).status, 200);
+      assert.equal(sockets.length, 1);
+      const t0 = Date.now();
+      const timedOut = await req(port, '/pool/hang');
+      assert.equal(timedOut.status, 504);
+      assert.ok(Date.now() - t0 < 2500, 'the reused socket still timed out reading');
+      assert.equal(sockets.length, 1, 'the second request reused the pooled socket');
+
+      assert.equal((await req(port, '/pool/fast')).status, 200);
+      const idleSince = Date.now();
+      const fresh = sockets[sockets.length - 1];
+      await waitFor('the idle socket closed', () => fresh.endedByPeerAt !== null, 3000);
+      const idleMs = fresh.endedByPeerAt! - idleSince;
+      assert.ok(idleMs >= 800 && idleMs < 1600, `closed by the gateway about 1 s before the upstream would (after ${idleMs} ms)`);
+    } finally {
+      await pooled.close();
+    }
+  });
+
   test('streams both ways: the response starts before the upstream finishes; a large body passes unbuffered', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));

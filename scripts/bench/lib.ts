@@ -1,7 +1,8 @@
 // Shared pieces of the bench cases: the result shape, the separate-process load generator,
 // child processes that print one JSON line when ready, and a Gatehouse data plane process fed
 // with a snapshot written straight into Redis (the control plane's wire contract).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
@@ -42,10 +43,32 @@ export interface LoadResult {
   p99: number;
 }
 
-/** Closed-loop keep-alive load from a separate process (scripts/bench/load.mjs). */
-export function load(options: { url: string; method?: string; headers?: Record<string, string>; body?: string | null; durationMs: number; concurrency: number }): Promise<LoadResult> {
+/**
+ * Where the processes of a throughput comparison run, when the machine allows (two cores or more
+ * and `taskset`): the proxy under test alone on core 0, the load generator and the upstream on
+ * the others. Without it the three share every core and the proxies' figures swing with how the
+ * scheduler happens to place them. Null: no placement (one core, or no taskset).
+ */
+export const placement: { proxy: string; rest: string } | null = (() => {
+  const cores = availableParallelism();
+  if (cores < 2 || spawnSync('taskset', ['-c', '0', 'true']).status !== 0) return null;
+  return { proxy: '0', rest: cores === 2 ? '1' : `1-${cores - 1}` };
+})();
+
+/** Moves a running process (all its threads) onto `cpus` (a taskset list such as `1-3`). */
+export function pin(pid: number, cpus: string): void {
+  const r = spawnSync('taskset', ['-a', '-p', '-c', cpus, String(pid)]);
+  if (r.status !== 0) throw new Error(`taskset could not pin ${pid}: ${r.stderr}`);
+}
+
+/** Closed-loop keep-alive load from a separate process (scripts/bench/load.mjs), optionally on `cpus`. */
+export function load(options: { url: string; method?: string; headers?: Record<string, string>; body?: string | null; durationMs: number; concurrency: number; cpus?: string }): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(import.meta.dirname, 'load.mjs'), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const { cpus, ...loadOptions } = options;
+    const args = [join(import.meta.dirname, 'load.mjs'), JSON.stringify(loadOptions)];
+    const child = cpus
+      ? spawn('taskset', ['-c', cpus, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+      : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     child.on('error', reject);

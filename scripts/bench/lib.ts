@@ -62,7 +62,7 @@ export function pin(pid: number, cpus: string): void {
 }
 
 /** Closed-loop keep-alive load from a separate process (scripts/bench/load.mjs), optionally on `cpus`. */
-export function load(options: { url: string; method?: string; headers?: Record<string, string>; body?: string | null; durationMs: number; concurrency: number; cpus?: string }): Promise<LoadResult> {
+export function load(options: { url: string; method?: string; headers?: Record<string, string>; body?: string | null; durationMs: number; warmupMs?: number; concurrency: number; cpus?: string }): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
     const { cpus, ...loadOptions } = options;
     const args = [join(import.meta.dirname, 'load.mjs'), JSON.stringify(loadOptions)];

@@ -159,7 +159,7 @@ export class HttpProxyEngine implements ForwardingEngine {
       const state = (req as any)[STATE] as AttemptState | undefined;
       if (!state) return;
       state.responded = true;
-      (proxyRes.socket as PooledSocket)[KEEP_ALIVE_HINT] = proxyRes.headers['keep-alive'];
+      (proxyRes.socket as PooledSocket)[KEEP_ALIVE_HINT] = proxyRes.headers['keep-alive'] as string | undefined;
       if (!state.request.onUpstreamResponse(proxyRes)) {
         // The exchange answered the client itself (a response plugin failed): http-proxy sees
         // the response finished and copies nothing; drain the upstream's.

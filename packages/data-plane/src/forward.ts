@@ -1,7 +1,7 @@
 // The forwarding engine: sends the prepared request to the upstream and streams the answer
 // back. Everything above it (routing, plugins, headers) is engine-agnostic; the one
 // implementation is http-proxy over a keep-alive agent per upstream.
-import { Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -47,13 +47,17 @@ export interface ForwardingEngine {
   close(): void;
 }
 
+/** Each request's attempt, for http-proxy's events (a WeakMap instead cost far more in GC). */
+const STATE = Symbol('gatehouse.forward');
+/** The attempt an upstream socket carries now (checked against the socket's current request). */
+const SOCKET_ATTEMPT = Symbol('gatehouse.attempt');
 /** The upstream's `Keep-Alive` response header, kept on the socket before the exchange drops it. */
 const KEEP_ALIVE_HINT = Symbol('gatehouse.keepAliveHint');
 /** When an idle pooled socket must be closed (the upstream said it would close it then). */
 const IDLE_DEADLINE = Symbol('gatehouse.idleDeadline');
 const KEEP_ALIVE_TIMEOUT = /^timeout=(\d+)/;
 
-type PooledSocket = Socket & { [KEEP_ALIVE_HINT]?: string; [IDLE_DEADLINE]?: number };
+type PooledSocket = Socket & { [KEEP_ALIVE_HINT]?: string; [IDLE_DEADLINE]?: number; [SOCKET_ATTEMPT]?: AttemptState };
 
 /**
  * Node's agent re-arms a socket's timer twice per request: to its idle timeout when the socket
@@ -65,6 +69,8 @@ type PooledSocket = Socket & { [KEEP_ALIVE_HINT]?: string; [IDLE_DEADLINE]?: num
 function keepSocketAlive(this: HttpAgent & { keepAliveMsecs: number }, socket: PooledSocket): boolean {
   socket.setKeepAlive(true, this.keepAliveMsecs);
   socket.unref();
+  // Let the finished request's objects go now, not when the socket is next used.
+  socket[SOCKET_ATTEMPT] = undefined;
   socket[IDLE_DEADLINE] = undefined;
   const hint = socket[KEEP_ALIVE_HINT];
   if (hint === undefined) return true;
@@ -97,7 +103,6 @@ export function closeExpiredIdleSockets(agent: HttpAgent, now: number): void {
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED', 'EADDRNOTAVAIL']);
 const DNS_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME']);
 
-const STATE = Symbol('gatehouse.forward');
 
 interface AttemptState {
   request: ForwardRequest;
@@ -110,6 +115,8 @@ interface AttemptState {
   timedOut: boolean;
   connected: boolean;
   responded: boolean;
+  /** The upstream request of the current attempt, once its socket is connected. */
+  proxyReq: ClientRequest | null;
 }
 
 function hasStreamedBody(req: IncomingMessage): boolean {
@@ -125,10 +132,10 @@ const SOCKET_LISTENING = Symbol('gatehouse.readTimeoutListener');
  * carries now, if any, timed out reading. An idle socket in the agent's pool carries none (the
  * agent itself closes those when their keep-alive time is up).
  */
-function onSocketTimeout(this: Socket): void {
-  const req = (this as any)._httpMessage as import('node:http').ClientRequest | null;
-  const state = req ? ((req as any)[STATE] as AttemptState | undefined) : undefined;
-  if (!req || !state || req.destroyed) return;
+function onSocketTimeout(this: Socket & { [SOCKET_ATTEMPT]?: AttemptState }): void {
+  const req = (this as any)._httpMessage as ClientRequest | null;
+  const state = this[SOCKET_ATTEMPT];
+  if (!req || !state || state.proxyReq !== req || req.destroyed) return;
   state.timedOut = true;
   req.destroy(Object.assign(new Error('upstream read timeout'), { code: 'ETIMEDOUT' }));
 }
@@ -185,6 +192,7 @@ export class HttpProxyEngine implements ForwardingEngine {
       timedOut: false,
       connected: false,
       responded: false,
+      proxyReq: null,
     };
     (req as any)[STATE] = state;
     this.attempt(state);
@@ -217,7 +225,7 @@ export class HttpProxyEngine implements ForwardingEngine {
     if (state) this.onError(state, err);
   };
 
-  private onProxyReq(proxyReq: import('node:http').ClientRequest, req: IncomingMessage) {
+  private onProxyReq(proxyReq: ClientRequest, req: IncomingMessage) {
     const state = (req as any)[STATE] as AttemptState | undefined;
     if (!state) return;
     const { upstream } = state;
@@ -236,25 +244,25 @@ export class HttpProxyEngine implements ForwardingEngine {
   }
 
   /** The upstream socket is connected (a reused keep-alive socket: at once). No closure per request. */
-  private connected(state: AttemptState, proxyReq: import('node:http').ClientRequest) {
+  private connected(state: AttemptState, proxyReq: ClientRequest) {
     state.connected = true;
-    (proxyReq as any)[STATE] = state;
+    state.proxyReq = proxyReq;
     // read_timeout: the longest silence allowed while waiting for the upstream. Set on the socket
     // with one listener per socket for its whole life: ClientRequest.setTimeout would add and
     // remove listeners (and bind two functions) on every request.
-    const socket = proxyReq.socket as PooledSocket & { [SOCKET_LISTENING]?: true };
+    const socket = proxyReq.socket as PooledSocket & { [SOCKET_LISTENING]?: true; [SOCKET_ATTEMPT]?: AttemptState };
+    socket[SOCKET_ATTEMPT] = state;
     if (!socket[SOCKET_LISTENING]) {
       socket[SOCKET_LISTENING] = true;
       socket.on('timeout', onSocketTimeout);
     }
     // Once per socket (see keepSocketAlive); pooled sockets keep it.
     if (socket.timeout !== state.upstream.readTimeout) socket.setTimeout(state.upstream.readTimeout);
-    socket[IDLE_DEADLINE] = undefined;
     if (state.gate) this.openGate(state, proxyReq);
   }
 
   /** Streams the client's body into the gate now that an upstream socket is connected. */
-  private openGate(state: AttemptState, proxyReq: import('node:http').ClientRequest) {
+  private openGate(state: AttemptState, proxyReq: ClientRequest) {
     const gate = state.gate!;
     const req = state.request.req;
     state.bodyStarted = true;

@@ -92,6 +92,8 @@ class Exchange implements RequestContext, ForwardRequest {
     readonly scheme: 'http' | 'https',
     readonly clientIp: string,
     readonly trustedPeer: boolean,
+    /** The TCP peer's address (IPv4-mapped IPv6 shown as IPv4). */
+    readonly peer: string,
     readonly path: string,
     readonly rawQuery: string,
     readonly payload: RoutePayload,
@@ -283,7 +285,7 @@ class Exchange implements RequestContext, ForwardRequest {
     this.clientConnection = h.connection;
 
     // X-Forwarded-*: believed from trusted peers only (Kong's trusted_ips).
-    const peer = this.proxy.peerAddress(req);
+    const peer = this.peer;
     const xff = h['x-forwarded-for'];
     out['x-forwarded-for'] = xff ? `${xff}, ${peer}` : peer;
     if (!trusted || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = this.scheme;
@@ -524,6 +526,7 @@ export class ProxyRuntime {
       scheme,
       clientIp,
       trustedPeer,
+      peer,
       path,
       rawQuery,
       payload,

@@ -36,8 +36,13 @@ export interface ForwardRequest {
   upstreamUrl: string;
   /** Buffered body (a plugin read it), sent instead of streaming the client's. */
   bufferedBody: Buffer | null;
-  /** Upstream response headers arrived; runs response-phase plugins. False: the exchange answered itself. */
-  onUpstreamResponse(upstream: IncomingMessage): boolean;
+  /**
+   * Upstream response headers arrived; runs response-phase plugins and returns the headers for
+   * the client as a flat `[name, value, ...]` list. Null: the exchange answered itself.
+   */
+  onUpstreamResponse(upstream: IncomingMessage): string[] | null;
+  /** The upstream response's `Keep-Alive` header, set by onUpstreamResponse (for the pool). */
+  readonly upstreamKeepAlive: string | undefined;
   /** The upstream could not be reached or failed before answering. */
   onUpstreamError(kind: UpstreamFailure, err: Error): void;
 }
@@ -160,18 +165,30 @@ export class HttpProxyEngine implements ForwardingEngine {
       toProxy: true,
       prependPath: false,
       ws: false,
+      // The response head is written here in one writeHead() with a header list, instead of
+      // http-proxy's setHeader() per header.
+      selfHandleResponse: true,
     });
     proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
     proxy.on('proxyRes', (proxyRes, req) => {
       const state = (req as any)[STATE] as AttemptState | undefined;
-      if (!state) return;
+      if (!state) return void proxyRes.resume();
       state.responded = true;
-      (proxyRes.socket as PooledSocket)[KEEP_ALIVE_HINT] = proxyRes.headers['keep-alive'] as string | undefined;
-      if (!state.request.onUpstreamResponse(proxyRes)) {
-        // The exchange answered the client itself (a response plugin failed): http-proxy sees
-        // the response finished and copies nothing; drain the upstream's.
+      const { request } = state;
+      const head = request.onUpstreamResponse(proxyRes);
+      (proxyRes.socket as PooledSocket)[KEEP_ALIVE_HINT] = request.upstreamKeepAlive;
+      // Null: the exchange answered the client itself (a response plugin failed); drain the upstream's.
+      if (head === null) return void proxyRes.resume();
+      const res = request.res;
+      try {
+        res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage || undefined, head);
+      } catch (err) {
+        // A header value Node refuses to send: an invalid response, as far as the client goes.
         proxyRes.resume();
+        state.responded = false;
+        return request.onUpstreamError('invalid', err as Error);
       }
+      proxyRes.pipe(res);
     });
     // Errors without a per-call callback (should not happen): never crash.
     proxy.on('error', () => {});

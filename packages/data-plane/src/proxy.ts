@@ -81,7 +81,7 @@ class Exchange implements RequestContext, ForwardRequest {
   private _shared: Record<string, unknown> | null = null;
   private _body: Promise<Buffer> | null = null;
   private queryOverride: string | null = null;
-  private clientConnection: string | undefined;
+  upstreamKeepAlive: string | undefined = undefined;
 
   constructor(
     readonly proxy: ProxyRuntime,
@@ -272,17 +272,30 @@ class Exchange implements RequestContext, ForwardRequest {
     const query = this.queryOverride ?? this.rawQuery;
     this.upstreamUrl = query === '' ? upstreamPath : `${upstreamPath}?${query}`;
 
-    // The upstream's headers in a fresh object: the client's minus hop-by-hop ones (copying is
-    // cheaper than `delete`, which would turn the object into a slow dictionary for http-proxy).
+    // The upstream's headers: the client's minus hop-by-hop ones. Edited in place when only
+    // `Connection` is in the way (overwritten with what the pooled socket sends anyway), else
+    // copied: `delete` would turn the object into a slow dictionary for http-proxy.
     const trusted = this.trustedPeer;
-    const out: IncomingHttpHeaders = {};
-    for (const k in h) {
-      if (HOP_BY_HOP_SET.has(k)) continue;
-      if (k === 'x-forwarded-prefix' && !trusted) continue;
-      if (k === 'transfer-encoding' && this.bufferedBody) continue;
-      out[k] = h[k];
-    }
-    this.clientConnection = h.connection;
+    const buffered = this.bufferedBody !== null;
+    let out: IncomingHttpHeaders = h;
+    if (
+      h['keep-alive'] !== undefined ||
+      h['proxy-connection'] !== undefined ||
+      h.te !== undefined ||
+      h.upgrade !== undefined ||
+      h.expect !== undefined ||
+      h.trailer !== undefined ||
+      (!trusted && h['x-forwarded-prefix'] !== undefined) ||
+      (buffered && h['transfer-encoding'] !== undefined)
+    ) {
+      out = {};
+      for (const k in h) {
+        if (HOP_BY_HOP_SET.has(k)) continue;
+        if (k === 'x-forwarded-prefix' && !trusted) continue;
+        if (k === 'transfer-encoding' && buffered) continue;
+        out[k] = h[k];
+      }
+    } else if (h.connection !== undefined) h.connection = 'keep-alive';
 
     // X-Forwarded-*: believed from trusted peers only (Kong's trusted_ips).
     const peer = this.peer;
@@ -304,37 +317,72 @@ class Exchange implements RequestContext, ForwardRequest {
     this.proxy.engine.forward(this, upstream);
   }
 
-  onUpstreamResponse(upstream: IncomingMessage): boolean {
-    const headers = upstream.headers;
+  /**
+   * The upstream's response head arrived: runs the response-phase plugins and returns the
+   * client's headers as a flat `[name, value, ...]` list (null: the exchange answered itself).
+   * Hop-by-hop `Connection` and `Keep-Alive` stay behind (the client connection has its own);
+   * `Keep-Alive` is kept in `upstreamKeepAlive` for the engine's pool.
+   */
+  onUpstreamResponse(upstream: IncomingMessage): string[] | null {
     const list = this.payload.chain.response;
-    // Hop-by-hop: the client connection has its own (http-proxy sets `connection` from the client's).
-    // Without response plugins to see the object, `undefined` does what `delete` would (http-proxy
-    // copies no undefined header) without turning the object into a slow dictionary.
-    if (list.length) {
-      if (headers.connection !== undefined) delete headers.connection;
-      if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
-    } else {
-      if (headers.connection !== undefined) headers.connection = undefined;
-      if (headers['keep-alive'] !== undefined) headers['keep-alive'] = undefined;
-    }
+    // Without response plugins the list is copied from the raw headers, so Node never builds
+    // the response's header object.
+    if (list.length === 0) return this.responseHead(upstream.rawHeaders);
+    const headers = upstream.headers;
+    this.upstreamKeepAlive = headers['keep-alive'] as string | undefined;
+    delete headers.connection;
+    delete headers['keep-alive'];
+    if (this.req.httpVersion === '1.0') delete headers['transfer-encoding'];
     headers.via = headers.via ? `${headers.via}, ${VIA}` : VIA;
     headers['x-request-id'] = this.requestId;
-    if (this.clientConnection !== undefined) this.req.headers.connection = this.clientConnection;
-    if (list.length) {
-      const https = this.scheme === 'https';
-      for (const entry of list) {
-        const applied = resolveEntry(entry, this.consumer?.id ?? null, https);
-        if (applied === null) continue;
-        try {
-          entry.handler.response!(this, applied.config, upstream);
-        } catch (err) {
-          this.pluginError(entry, 'response', err);
-          return false;
-        }
-        if (this.responded) return false;
+    const https = this.scheme === 'https';
+    for (const entry of list) {
+      const applied = resolveEntry(entry, this.consumer?.id ?? null, https);
+      if (applied === null) continue;
+      try {
+        entry.handler.response!(this, applied.config, upstream);
+      } catch (err) {
+        this.pluginError(entry, 'response', err);
+        return null;
       }
+      if (this.responded) return null;
     }
-    return true;
+    const out: string[] = [];
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (Array.isArray(value)) for (const v of value) out.push(name, v);
+      else out.push(name, String(value));
+    }
+    return out;
+  }
+
+  private responseHead(raw: string[]): string[] {
+    const out: string[] = [];
+    let via: string | undefined;
+    const http10 = this.req.httpVersion === '1.0';
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i];
+      const n = name.length;
+      // Only names of these lengths can need attention: most headers skip the lower-casing.
+      if (n === 10 || n === 3 || n === 12 || n === 17) {
+        const lower = name.toLowerCase();
+        if (lower === 'connection') continue;
+        if (lower === 'keep-alive') {
+          this.upstreamKeepAlive = raw[i + 1];
+          continue;
+        }
+        if (lower === 'via') {
+          via = via === undefined ? raw[i + 1] : `${via}, ${raw[i + 1]}`;
+          continue;
+        }
+        if (lower === 'x-request-id') continue;
+        if (lower === 'transfer-encoding' && http10) continue;
+      }
+      out.push(name, raw[i + 1]);
+    }
+    out.push('Via', via === undefined ? VIA : `${via}, ${VIA}`, 'X-Request-Id', this.requestId);
+    return out;
   }
 
   onUpstreamError(kind: UpstreamFailure, err: Error): void {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer as createNetServer, type Socket } from 'node:net';
+import { createConnection, createServer as createNetServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { MemoryStore } from '@gatehouse/core/store/memory.ts';
 import { tempDir } from '@gatehouse/core/testing.ts';
@@ -203,6 +203,59 @@ describe('proxy', () => {
       assert.ok(Date.now() - t0 < 1400, 'answered before the upstream');
     } finally {
       await slow.close();
+    }
+  });
+
+  test("the upstream's response head: status text, repeated headers and Via kept; hop-by-hop and its X-Request-Id replaced; no chunking for HTTP/1.0 clients", async () => {
+    const heads = await startUpstream('heads', (_request, res) => {
+      res.writeHead(299, 'Fine Indeed', [
+        'Set-Cookie', 'a=1',
+        'Set-Cookie', 'b=2',
+        'Via', '1.1 inner-proxy',
+        'X-Request-Id', 'from-upstream',
+        'Keep-Alive', 'timeout=30',
+        'X-Custom', 'Kept',
+      ]);
+      res.write('chunk one,');
+      res.end('chunk two');
+      return true;
+    });
+    try {
+      const svc = service({ host: '127.0.0.1', port: heads.port });
+      await apply({ services: [svc], routes: [route({ paths: ['/heads'] }, svc)] });
+      const raw = await new Promise<string>((resolve, reject) => {
+        const socket = createConnection(port, '127.0.0.1', () => socket.write('GET /heads HTTP/1.1\r\nHost: x\r\nX-Request-Id: mine-1\r\nConnection: close\r\n\r\n'));
+        let text = '';
+        socket.on('data', (d) => (text += d));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+      const [head, body] = raw.split('\r\n\r\n');
+      const lines = head.split('\r\n');
+      assert.equal(lines[0], 'HTTP/1.1 299 Fine Indeed');
+      const values = (name: string) => lines.filter((l) => l.toLowerCase().startsWith(`${name}:`)).map((l) => l.slice(name.length + 1).trim());
+      assert.deepEqual(values('set-cookie'), ['a=1', 'b=2']);
+      assert.deepEqual(values('via'), ['1.1 inner-proxy, 1.1 gatehouse']);
+      assert.deepEqual(values('x-request-id'), ['mine-1']);
+      assert.deepEqual(values('x-custom'), ['Kept']);
+      assert.deepEqual(values('keep-alive'), [], "the upstream's Keep-Alive is not the client's");
+      assert.deepEqual(values('connection'), ['close'], "the client connection's own");
+      assert.deepEqual(values('transfer-encoding'), ['chunked']);
+      assert.match(body, /chunk one,.*chunk two/s);
+
+      const http10 = await new Promise<string>((resolve, reject) => {
+        const socket = createConnection(port, '127.0.0.1', () => socket.write('GET /heads HTTP/1.0\r\nHost: x\r\n\r\n'));
+        let text = '';
+        socket.on('data', (d) => (text += d));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+      const [head10, body10] = http10.split('\r\n\r\n');
+      assert.match(head10, /^HTTP\/1\.1 299 Fine Indeed/);
+      assert.doesNotMatch(head10, /transfer-encoding/i, 'an HTTP/1.0 client gets no chunked encoding');
+      assert.equal(body10, 'chunk one,chunk two');
+    } finally {
+      await heads.close();
     }
   });
 

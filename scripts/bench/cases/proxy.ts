@@ -80,6 +80,7 @@ export const proxyCase: BenchCase = {
           // The load generator's warm-up is not counted in r.requests: scale by elapsed share.
           const usPerRequest = ((cpuMs(pid) - before) * 1000) / (r.requests * ((runMs + warmupMs) / runMs));
           cpu.set(pid, Math.min(cpu.get(pid) ?? Infinity, usPerRequest));
+          if (process.env.BENCH_VERBOSE) console.log(`   run on :${port}: ${Math.round(r.rps)} req/s, ${Math.round(usPerRequest)} µs CPU per request`);
         }
         return r;
       };

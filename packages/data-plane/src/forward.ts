@@ -108,7 +108,6 @@ export function closeExpiredIdleSockets(agent: HttpAgent, now: number): void {
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED', 'EADDRNOTAVAIL']);
 const DNS_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME']);
 
-
 interface AttemptState {
   request: ForwardRequest;
   upstream: Upstream;

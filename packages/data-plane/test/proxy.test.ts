@@ -223,13 +223,16 @@ describe('proxy', () => {
     try {
       const svc = service({ host: '127.0.0.1', port: heads.port });
       await apply({ services: [svc], routes: [route({ paths: ['/heads'] }, svc)] });
-      const raw = await new Promise<string>((resolve, reject) => {
-        const socket = createConnection(port, '127.0.0.1', () => socket.write('GET /heads HTTP/1.1\r\nHost: x\r\nX-Request-Id: mine-1\r\nConnection: close\r\n\r\n'));
-        let text = '';
-        socket.on('data', (d) => (text += d));
-        socket.on('end', () => resolve(text));
-        socket.on('error', reject);
-      });
+      // Raw HTTP, to see the head exactly as sent (header names, status text, repeats).
+      const exchange = (request: string) =>
+        new Promise<string>((resolve, reject) => {
+          const socket = createConnection(port, '127.0.0.1', () => socket.write(request));
+          let text = '';
+          socket.on('data', (d) => (text += d));
+          socket.on('end', () => resolve(text));
+          socket.on('error', reject);
+        });
+      const raw = await exchange('GET /heads HTTP/1.1\r\nHost: x\r\nX-Request-Id: mine-1\r\nConnection: close\r\n\r\n');
       const [head, body] = raw.split('\r\n\r\n');
       const lines = head.split('\r\n');
       assert.equal(lines[0], 'HTTP/1.1 299 Fine Indeed');
@@ -243,13 +246,7 @@ describe('proxy', () => {
       assert.deepEqual(values('transfer-encoding'), ['chunked']);
       assert.match(body, /chunk one,.*chunk two/s);
 
-      const http10 = await new Promise<string>((resolve, reject) => {
-        const socket = createConnection(port, '127.0.0.1', () => socket.write('GET /heads HTTP/1.0\r\nHost: x\r\n\r\n'));
-        let text = '';
-        socket.on('data', (d) => (text += d));
-        socket.on('end', () => resolve(text));
-        socket.on('error', reject);
-      });
+      const http10 = await exchange('GET /heads HTTP/1.0\r\nHost: x\r\n\r\n');
       const [head10, body10] = http10.split('\r\n\r\n');
       assert.match(head10, /^HTTP\/1\.1 299 Fine Indeed/);
       assert.doesNotMatch(head10, /transfer-encoding/i, 'an HTTP/1.0 client gets no chunked encoding');

@@ -206,18 +206,11 @@ export async function startEnv(
     dataPlanes,
     async publish(content) {
       version++;
-      const c: SnapshotContent = {
-        services: content.services ?? [],
-        routes: content.routes ?? [],
-        consumers: content.consumers ?? [],
-        plugins: content.plugins ?? [],
-        credentials: content.credentials ?? {},
-      };
       // Test-only plaintext never reaches the snapshot.
-      c.credentials = Object.fromEntries(
-        Object.entries(c.credentials).map(([k, list]) => [k, (list as Record<string, unknown>[]).map(({ plain_secret: _p, ...rest }) => rest)]),
+      const credentials = Object.fromEntries(
+        Object.entries(content.credentials ?? {}).map(([k, list]) => [k, (list as Record<string, unknown>[]).map(({ plain_secret: _p, ...rest }) => rest)]),
       );
-      const snap = buildSnapshot(version, c);
+      const snap = buildSnapshot(version, { ...content, credentials });
       await publishSnapshot(store, snap);
       const deadline = Date.now() + 10_000;
       while (dataPlanes.some((d) => d.dp.configVersion?.version !== version)) {

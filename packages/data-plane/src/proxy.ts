@@ -94,6 +94,8 @@ class Exchange implements RequestContext, ForwardRequest {
     readonly trustedPeer: boolean,
     /** The TCP peer's address (IPv4-mapped IPv6 shown as IPv4). */
     readonly peer: string,
+    /** The port of the listener the request came in on, as sent in X-Forwarded-Port. */
+    readonly listenerPort: string,
     readonly path: string,
     readonly rawQuery: string,
     readonly payload: RoutePayload,
@@ -303,7 +305,7 @@ class Exchange implements RequestContext, ForwardRequest {
     out['x-forwarded-for'] = xff ? `${xff}, ${peer}` : peer;
     if (!trusted || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = this.scheme;
     if (!trusted || out['x-forwarded-host'] === undefined) out['x-forwarded-host'] = this.proxy.hostOf(h.host);
-    if (!trusted || out['x-forwarded-port'] === undefined) out['x-forwarded-port'] = String(this.proxy.listenerPort(req));
+    if (!trusted || out['x-forwarded-port'] === undefined) out['x-forwarded-port'] = this.listenerPort;
     if (!trusted || out['x-forwarded-path'] === undefined) out['x-forwarded-path'] = this.path;
     if ((!trusted || out['x-forwarded-prefix'] === undefined) && stripped !== null && stripped !== '/' && stripped !== '') {
       out['x-forwarded-prefix'] = stripped;
@@ -364,21 +366,21 @@ class Exchange implements RequestContext, ForwardRequest {
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i];
       const n = name.length;
-      // Only names of these lengths can need attention: most headers skip the lower-casing.
-      if (n === 10 || n === 3 || n === 12 || n === 17) {
-        const lower = name.toLowerCase();
-        if (lower === 'connection') continue;
-        if (lower === 'keep-alive') {
+      // Only names of these lengths can need attention; compared without lower-casing copies.
+      if (n === 10) {
+        if (equalsIgnoreCase(name, 'connection')) continue;
+        if (equalsIgnoreCase(name, 'keep-alive')) {
           this.upstreamKeepAlive = raw[i + 1];
           continue;
         }
-        if (lower === 'via') {
+      } else if (n === 3) {
+        if (equalsIgnoreCase(name, 'via')) {
           via = via === undefined ? raw[i + 1] : `${via}, ${raw[i + 1]}`;
           continue;
         }
-        if (lower === 'x-request-id') continue;
-        if (lower === 'transfer-encoding' && http10) continue;
-      }
+      } else if (n === 12) {
+        if (equalsIgnoreCase(name, 'x-request-id')) continue;
+      } else if (n === 17 && http10 && equalsIgnoreCase(name, 'transfer-encoding')) continue;
       out.push(name, raw[i + 1]);
     }
     out.push('Via', via === undefined ? VIA : `${via}, ${VIA}`, 'X-Request-Id', this.requestId);
@@ -416,6 +418,29 @@ class Exchange implements RequestContext, ForwardRequest {
   }
 }
 
+/**
+ * `name` (an HTTP token, as the parser passed it) equals `lower`, a lower-case name, ignoring
+ * ASCII case. Setting bit 0x20 lower-cases letters and leaves every other token character as it is.
+ */
+function equalsIgnoreCase(name: string, lower: string): boolean {
+  if (name.length !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/** Whether the client sent any identity header (named loads: this runs on every request). */
+function hasIdentityHeader(h: IncomingHttpHeaders): boolean {
+  return (
+    h['x-consumer-id'] !== undefined ||
+    h['x-consumer-custom-id'] !== undefined ||
+    h['x-consumer-username'] !== undefined ||
+    h['x-credential-identifier'] !== undefined ||
+    h['x-authenticated-scope'] !== undefined ||
+    h['x-authenticated-userid'] !== undefined ||
+    h['x-anonymous-consumer'] !== undefined
+  );
+}
+
 function hasHeader(headers: Record<string, string> | undefined, name: string): boolean {
   if (!headers) return false;
   for (const k in headers) if (k.toLowerCase() === name) return true;
@@ -427,14 +452,14 @@ const REQUEST_ID_OK = /^[\w.:@/+=-]{1,200}$/;
 /**
  * Ids for requests that bring none, shaped as a UUID: 80 random bits per process and a 48-bit
  * counter. Unique without a randomUUID() per request, which was measurable on the hot path.
+ * The counter starts at 2^44, so its hex form always has the 12 digits the last group needs.
  */
 const REQUEST_ID_PREFIX = randomBytes(10)
   .toString('hex')
   .replace(/^(.{8})(.{4})(.{4})(.{4})$/, '$1-$2-$3-$4-');
-let requestCounter = 0;
+let requestCounter = 2 ** 44;
 function nextRequestId(): string {
-  requestCounter++;
-  return REQUEST_ID_PREFIX + requestCounter.toString(16).padStart(12, '0');
+  return REQUEST_ID_PREFIX + (requestCounter++).toString(16);
 }
 
 export interface ProxyRuntimeOptions {
@@ -496,10 +521,6 @@ export class ProxyRuntime {
     return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
   }
 
-  listenerPort(req: IncomingMessage): number {
-    return (req.socket as any).localPort ?? 0;
-  }
-
   /** Host header without the port. */
   hostOf(host: string | undefined): string {
     if (!host) return '';
@@ -511,7 +532,8 @@ export class ProxyRuntime {
     return colon === -1 ? host : host.slice(0, colon);
   }
 
-  handle(req: IncomingMessage, res: ServerResponse, https: boolean): void {
+  /** One request on a listener; `listenerPort` is that listener's port, as text. */
+  handle(req: IncomingMessage, res: ServerResponse, https: boolean, listenerPort: string): void {
     const cfg = this.current;
     const incomingId = req.headers['x-request-id'];
     const requestId = typeof incomingId === 'string' && REQUEST_ID_OK.test(incomingId) ? incomingId : nextRequestId();
@@ -563,7 +585,7 @@ export class ProxyRuntime {
 
     // Identity headers come from plugins only.
     const h = req.headers;
-    for (let i = 0; i < IDENTITY_HEADERS.length; i++) if (h[IDENTITY_HEADERS[i]] !== undefined) delete h[IDENTITY_HEADERS[i]];
+    if (hasIdentityHeader(h)) for (const name of IDENTITY_HEADERS) delete h[name];
 
     const ex = new Exchange(
       this,
@@ -575,6 +597,7 @@ export class ProxyRuntime {
       clientIp,
       trustedPeer,
       peer,
+      listenerPort,
       path,
       rawQuery,
       payload,
@@ -612,10 +635,12 @@ export class ProxyRuntime {
     const out: { host: string; port: number; ssl: boolean }[] = [];
     for (const a of addresses) {
       let server: Server;
+      // Known once listening (port 0 picks one); no request arrives before.
+      let portText = '';
       if (a.ssl) {
         if (!tls) throw new Error('an ssl proxy listener needs a certificate');
-        server = createHttpsServer({ cert: tls.cert, key: tls.key }, (req, res) => this.handle(req, res, true)) as unknown as Server;
-      } else server = createHttpServer((req, res) => this.handle(req, res, false));
+        server = createHttpsServer({ cert: tls.cert, key: tls.key }, (req, res) => this.handle(req, res, true, portText)) as unknown as Server;
+      } else server = createHttpServer((req, res) => this.handle(req, res, false, portText));
       server.keepAliveTimeout = 60_000;
       server.headersTimeout = 65_000;
       server.requestTimeout = 0;
@@ -633,6 +658,7 @@ export class ProxyRuntime {
       });
       this.servers.push(server);
       const info = server.address() as AddressInfo;
+      portText = String(info.port);
       out.push({ host: a.host, port: info.port, ssl: a.ssl });
     }
     return out;

@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { MemoryStore } from '@gatehouse/core/store/memory.ts';
 import { tempDir } from '@gatehouse/core/testing.ts';
 import { startDataPlane, type DataPlane } from '../src/index.ts';
+import { IDENTITY_HEADERS } from '../src/proxy.ts';
 import { dpConfig, publish, req, route, service, snapshot, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
 
 describe('proxy', () => {
@@ -85,6 +86,15 @@ describe('proxy', () => {
     assert.match(echo.headers['x-request-id'] as string, /^[0-9a-f-]{36}$/);
     assert.equal(res.headers.via, '1.1 gatehouse');
     assert.equal(res.headers['x-request-id'], echo.headers['x-request-id']);
+  });
+
+  test('each identity header is stripped when it comes alone', async () => {
+    // The route from the test above; the proxy checks each name with its own property load.
+    for (const name of IDENTITY_HEADERS) {
+      const res = await req(port, '/api/x', { host: 'gw.example.test', headers: { [name]: 'spoofed' } });
+      assert.equal(res.status, 200);
+      assert.equal(res.json().headers[name], undefined, `${name} must not reach the upstream`);
+    }
   });
 
   test('404 when no route matches', async () => {

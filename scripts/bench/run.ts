@@ -1,8 +1,9 @@
-// `npm run bench`: every registered case in one run on loopback, bounded in time (about two
+// `npm run bench`: every registered case in one run on loopback, bounded in time (about four
 // minutes in all with the defaults). Not part of `npm test`.
 //   BENCH_DURATION_MS (default 4000) per load run, BENCH_CONCURRENCY (32), BENCH_WORKERS (1),
 //   BENCH_ONLY=<case name substring> to run some cases only, BENCH_VERBOSE=1 to print every
-//   proxy run, BENCH_PROXY_ROUNDS (8) alternated runs per proxy.
+//   proxy run, BENCH_PROXY_ROUNDS (10) rounds of proxy runs (each a run of every proxy process,
+//   half of BENCH_DURATION_MS long).
 // Add a case: a module under scripts/bench/cases/ (or beside this file) exporting a BenchCase,
 // and one entry in `cases` below.
 import type { BenchCase, BenchResult } from './lib.ts';

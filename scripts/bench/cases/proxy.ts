@@ -1,7 +1,8 @@
 // Proxy throughput on loopback, every server in its own process and the load generator in
 // another: the upstream direct, a bare http-proxy reverse proxy with a keep-alive agent (the
-// floor), a Gatehouse data plane with no plugins (same worker count), and the same data plane
-// with 10,000 routes (plus the router's own match cost at 100 vs 10,000 routes).
+// floor, two processes), Gatehouse data planes with no plugins (two processes, same worker
+// count), and one more data plane with 10,000 routes (plus the router's own match cost at 100
+// vs 10,000 routes).
 import { join } from 'node:path';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
 import { tempDir, testRedisPrefix, getFreePort } from '@gatehouse/core/testing.ts';
@@ -38,13 +39,30 @@ function routerCost(): { small: number; large: number } {
   return { small: measure(100), large: measure(10_000) };
 }
 
+function mean(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+function median(values: number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  const mid = v.length >> 1;
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+/** Median of per-round ratios, and all of them (sorted) for the record. */
+function spread(values: number[]): { median: number; text: string } {
+  return { median: median(values), text: [...values].sort((a, b) => a - b).map((v) => v.toFixed(2)).join(' ') };
+}
+
 export const proxyCase: BenchCase = {
   name: 'proxy',
   async run({ durationMs, concurrency, workers }) {
     const children: Child[] = [];
     const prefix = testRedisPrefix();
     const store = new RedisStore({ url: REDIS_URL, prefix });
-    const dirs = [tempDir('gatehouse-bench-'), tempDir('gatehouse-bench-')];
+    const widePrefix = testRedisPrefix();
+    const wideStore = new RedisStore({ url: REDIS_URL, prefix: widePrefix });
+    const dirs = [tempDir('gatehouse-bench-'), tempDir('gatehouse-bench-'), tempDir('gatehouse-bench-')];
     try {
       // One worker: each proxy gets core 0 to itself while it is measured (see lib's placement).
       const place = workers === 1 ? placement : null;
@@ -53,99 +71,125 @@ export const proxyCase: BenchCase = {
       children.push(up);
       if (place) pin(up.child.pid!, place.rest);
       const upstreamPort: number = up.info.port;
-      const bare = await spawnJson([join(import.meta.dirname, '../bare-proxy.mjs'), JSON.stringify({ target: `http://127.0.0.1:${upstreamPort}`, port: 0, workers })]);
-      children.push(bare);
-      if (place) pin(bare.child.pid!, place.proxy);
-
-      // Gatehouse data plane (no plugins), config written into Redis as the control plane does.
-      const svc = service({ host: '127.0.0.1', port: upstreamPort });
-      await publishSnapshot(store, snapshot(1, { services: [svc], routes: [route({ paths: ['/'] }, svc)] }));
-      const dpPort = await getFreePort();
-      const dp = await gatehouse(
-        'data-plane',
-        { REDIS_URL, GATEHOUSE_REDIS_PREFIX: prefix, GATEHOUSE_WORKERS: String(workers), GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${dpPort}`, GATEHOUSE_DATA_DIR: dirs[0].path, GATEHOUSE_LOG_LEVEL: 'error' },
-        /proxy listening on/,
-      );
-      children.push(dp);
-      if (place) pin(dp.child.pid!, place.proxy);
-      await until('data plane serving', async () => (await get(dpPort, '/bench')) === 200);
-
-      // CPU time the proxy process (and its workers) spent per request, the least of the runs
-      // (interference from elsewhere on the machine only ever adds to it).
-      const cpu = new Map<number, number>();
-      const run = async (port: number, path = '/bench', pid?: number, runMs = durationMs, warmupMs = 1000) => {
-        const before = pid ? cpuMs(pid) : 0;
-        const r = await load({ url: `http://127.0.0.1:${port}${path}`, durationMs: runMs, warmupMs, concurrency, cpus });
-        if (pid && r.requests > 0) {
-          // The load generator's warm-up is not counted in r.requests: scale by elapsed share.
-          const usPerRequest = ((cpuMs(pid) - before) * 1000) / (r.requests * ((runMs + warmupMs) / runMs));
-          cpu.set(pid, Math.min(cpu.get(pid) ?? Infinity, usPerRequest));
-          if (process.env.BENCH_VERBOSE) console.log(`   run on :${port}: ${Math.round(r.rps)} req/s, ${Math.round(usPerRequest)} µs CPU per request`);
-        }
-        return r;
+      const startFloor = async () => {
+        const bare = await spawnJson([join(import.meta.dirname, '../bare-proxy.mjs'), JSON.stringify({ target: `http://127.0.0.1:${upstreamPort}`, port: 0, workers })]);
+        children.push(bare);
+        if (place) pin(bare.child.pid!, place.proxy);
+        return { port: bare.info.port as number, pid: bare.child.pid! };
       };
-      const direct = await run(upstreamPort);
-      // Both proxies warmed up alike before anything is counted: CPU per request is meant as the
-      // steady state, not the JIT compiling each program's code during the first seconds (which
-      // the load generator's own warm-up keeps out of req/s but not out of the process's CPU time).
-      const warm = Math.min(durationMs, 2000);
-      await load({ url: `http://127.0.0.1:${bare.info.port}/bench`, durationMs: warm, concurrency, cpus });
-      await load({ url: `http://127.0.0.1:${dpPort}/bench`, durationMs: warm, concurrency, cpus });
-      // Many short runs, alternated, best of each: the machine's other work comes in bursts of a
-      // few seconds, and with eight tries each proxy almost surely gets some undisturbed ones.
-      const best = (runs: LoadResult[]) => runs.reduce((a, b) => (b.rps > a.rps ? b : a));
-      const barePid = bare.child.pid!;
-      const dpPid = dp.child.pid!;
-      const rounds = Math.max(1, Number(process.env.BENCH_PROXY_ROUNDS ?? 8) || 1);
-      const roundMs = Math.max(500, Math.round(durationMs / 2));
-      const floorRuns: LoadResult[] = [];
-      const ghRuns: LoadResult[] = [];
-      for (let round = 0; round < rounds; round++) {
-        floorRuns.push(await run(bare.info.port, '/bench', barePid, roundMs, 300));
-        ghRuns.push(await run(dpPort, '/bench', dpPid, roundMs, 300));
-      }
-      const floor = best(floorRuns);
-      const gh = best(ghRuns);
-      const floorCpu = cpu.get(barePid)!;
-      const ghCpu = cpu.get(dpPid)!;
+
+      // Gatehouse data planes (no plugins), fed through Redis as the control plane does: two
+      // with a single route, and through another prefix one that gets 10,000 routes in the way.
+      const svc = service({ host: '127.0.0.1', port: upstreamPort });
+      const oneRoute = snapshot(1, { services: [svc], routes: [route({ paths: ['/'] }, svc)] });
+      await publishSnapshot(store, oneRoute);
+      await publishSnapshot(wideStore, oneRoute);
+      const startDataPlane = async (redisPrefix: string, dir: string) => {
+        const port = await getFreePort();
+        const dp = await gatehouse(
+          'data-plane',
+          { REDIS_URL, GATEHOUSE_REDIS_PREFIX: redisPrefix, GATEHOUSE_WORKERS: String(workers), GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${port}`, GATEHOUSE_DATA_DIR: dir, GATEHOUSE_LOG_LEVEL: 'error' },
+          /proxy listening on/,
+        );
+        children.push(dp);
+        if (place) pin(dp.child.pid!, place.proxy);
+        await until('data plane serving', async () => (await get(port, '/bench')) === 200);
+        return { port, pid: dp.child.pid! };
+      };
+      // Two processes of each proxy: the same program runs a few percent faster or slower from
+      // one process to the next (where its memory happens to land), and one pair would make that
+      // luck part of the verdict.
+      const floors = [await startFloor(), await startFloor()];
+      const dps = [await startDataPlane(prefix, dirs[0].path), await startDataPlane(prefix, dirs[1].path)];
+      const wideDp = await startDataPlane(widePrefix, dirs[2].path);
 
       // 10,000 routes: the request hits one of them (by host and path), the rest are in the way.
-      const services = [svc];
       const routes: RouteEntity[] = [];
       for (let i = 0; i < 10_000; i++) {
         routes.push(route({ paths: [`/svc${i}/api`], hosts: [i % 2 ? `h${i}.example.test` : 'shared.example.test'], methods: i % 3 ? ['GET'] : null }, svc));
       }
       routes.push(route({ paths: ['~/items/\\d+$'] }, svc));
-      const big = snapshot(2, { services, routes });
       const t0 = Date.now();
-      await publishSnapshot(store, big);
-      await until('10,000-route snapshot', async () => (await get(dpPort, '/svc7777/api/x', undefined, { host: 'h7777.example.test' })) === 200 && (await get(dpPort, '/bench')) === 404, 60_000);
+      await publishSnapshot(wideStore, snapshot(2, { services: [svc], routes }));
+      const wideHost = { host: 'h7777.example.test' };
+      await until('10,000-route snapshot', async () => (await get(wideDp.port, '/svc7777/api/x', undefined, wideHost)) === 200 && (await get(wideDp.port, '/bench')) === 404, 60_000);
       const applyMs = Date.now() - t0;
-      // Best of several short runs, as the 1-route figure it is divided by.
-      const wideRun = () => load({ url: `http://127.0.0.1:${dpPort}/svc7777/api/x`, headers: { host: 'h7777.example.test' }, durationMs: roundMs, warmupMs: 300, concurrency, cpus });
-      const wideRuns: LoadResult[] = [];
-      for (let round = 0; round < Math.ceil(rounds / 2); round++) wideRuns.push(await wideRun());
+
+      const direct = await load({ url: `http://127.0.0.1:${upstreamPort}/bench`, durationMs, concurrency, cpus });
+      type Kind = 'floor' | 'gatehouse' | 'wide';
+      const proxies: { kind: Kind; name: string; port: number; pid: number; path: string; headers?: Record<string, string> }[] = [
+        ...floors.map((f, i) => ({ kind: 'floor' as const, name: `floor #${i + 1}`, ...f, path: '/bench' })),
+        ...dps.map((d, i) => ({ kind: 'gatehouse' as const, name: `gatehouse #${i + 1}`, ...d, path: '/bench' })),
+        { kind: 'wide', name: 'gatehouse, 10,000 routes', ...wideDp, path: '/svc7777/api/x', headers: wideHost },
+      ];
+      // Warmed up alike before anything is counted: CPU per request is meant as the steady
+      // state, not the JIT compiling each program's code during the first seconds.
+      for (const p of proxies) await load({ url: `http://127.0.0.1:${p.port}${p.path}`, headers: p.headers, durationMs: Math.min(durationMs, 2000), concurrency, cpus });
+
+      // Rounds of one short run per proxy process. This machine's speed drifts (up to 2x within
+      // minutes), so each ratio is taken within a round (the mean of one kind's processes over
+      // the other's) and the verdict is the median over the rounds; the best run of each kind is
+      // shown beside it. A round runs floor, gatehouse, 10,000 routes, gatehouse, floor: each
+      // kind's runs are centred on the same moment, so a drift steady over the round cancels
+      // out. Every other round swaps the two processes of each kind.
+      type Run = LoadResult & { cpuUs: number };
+      const rounds = Math.max(1, Number(process.env.BENCH_PROXY_ROUNDS ?? 10) || 1);
+      const roundMs = Math.max(500, Math.round(durationMs / 2));
+      const warmupMs = 300;
+      const runs: Run[][] = proxies.map(() => []);
+      for (let r = 0; r < rounds; r++) {
+        const order = r % 2 === 0 ? [0, 2, 4, 3, 1] : [1, 3, 4, 2, 0];
+        for (const i of order) {
+          const p = proxies[i];
+          const before = cpuMs(p.pid);
+          const result = await load({ url: `http://127.0.0.1:${p.port}${p.path}`, headers: p.headers, durationMs: roundMs, warmupMs, concurrency, cpus });
+          // The load generator's warm-up is not counted in result.requests: scale by elapsed share.
+          const cpuUs = result.requests > 0 ? ((cpuMs(p.pid) - before) * 1000) / (result.requests * ((roundMs + warmupMs) / roundMs)) : Infinity;
+          runs[i][r] = { ...result, cpuUs };
+          if (process.env.BENCH_VERBOSE) console.log(`   round ${r + 1}, ${p.name}: ${Math.round(result.rps)} req/s, ${Math.round(cpuUs)} µs CPU per request`);
+        }
+      }
+      const of = (kind: Kind) => runs.filter((_, i) => proxies[i].kind === kind);
+      const inRound = (kind: Kind, r: number, f: (run: Run) => number) => mean(of(kind).map((list) => f(list[r])));
+      const [floorRuns, ghRuns, wideRuns] = (['floor', 'gatehouse', 'wide'] as const).map((k) => of(k).flat());
+      const best = (list: Run[]) => list.reduce((a, b) => (b.rps > a.rps ? b : a));
+      const perRound = (f: (r: number) => number) => spread(Array.from({ length: rounds }, (_, r) => f(r)));
+      const rps = (run: Run) => run.rps;
+      const cpuUs = (run: Run) => run.cpuUs;
+      const throughput = perRound((r) => inRound('gatehouse', r, rps) / inRound('floor', r, rps));
+      const efficiency = perRound((r) => inRound('floor', r, cpuUs) / inRound('gatehouse', r, cpuUs));
+      const wideRatio = perRound((r) => inRound('wide', r, rps) / inRound('gatehouse', r, rps));
+      const floor = best(floorRuns);
+      const gh = best(ghRuns);
       const wide = best(wideRuns);
       const cost = routerCost();
 
-      const ratio = gh.rps / floor.rps;
-      const wideRatio = wide.rps / gh.rps;
       const fmt = (r: LoadResult) => ({ rps: round(r.rps, 0), p50_ms: round(r.p50, 2), p99_ms: round(r.p99, 2), errors: r.errors, non200: Object.entries(r.statuses).filter(([s]) => s !== '200').length });
+      const allOk = (list: Run[]) => list.every((r) => r.errors === 0 && (r.statuses['200'] ?? 0) === r.requests);
       const results: BenchResult[] = [
         { name: `upstream direct (1 process)`, value: round(direct.rps, 0), unit: 'req/s', target: 'reference', pass: direct.errors === 0, detail: fmt(direct) },
-        { name: `bare http-proxy + keep-alive agent, ${workers} worker(s) (floor)`, value: round(floor.rps, 0), unit: 'req/s', target: 'reference', pass: floor.errors === 0, detail: fmt(floor) },
-        { name: `gatehouse data plane, no plugins, ${workers} worker(s)`, value: round(gh.rps, 0), unit: 'req/s', target: 'reference', pass: gh.errors === 0 && (gh.statuses['200'] ?? 0) === gh.requests, detail: fmt(gh) },
-        { name: 'gatehouse / floor throughput', value: round(ratio, 2), unit: 'x', target: '>= 0.9', pass: ratio >= 0.9, detail: { gatehouse_p99_ms: round(gh.p99, 2), floor_p99_ms: round(floor.p99, 2), p99_ratio: round(gh.p99 / floor.p99, 2), cpus: place ? `proxy on ${place.proxy}, load generator and upstream on ${place.rest}` : 'shared' } },
+        { name: `bare http-proxy + keep-alive agent, ${workers} worker(s) (floor), best of 2 processes × ${rounds} runs`, value: round(floor.rps, 0), unit: 'req/s', target: 'reference', pass: allOk(floorRuns), detail: fmt(floor) },
+        { name: `gatehouse data plane, no plugins, ${workers} worker(s), best of 2 processes × ${rounds} runs`, value: round(gh.rps, 0), unit: 'req/s', target: 'reference', pass: allOk(ghRuns), detail: fmt(gh) },
+        {
+          name: `gatehouse / floor throughput, median of ${rounds} rounds`,
+          value: round(throughput.median, 2),
+          unit: 'x',
+          target: '>= 0.9',
+          pass: throughput.median >= 0.9,
+          detail: { rounds: throughput.text, best_run_ratio: round(gh.rps / floor.rps, 2), p99_ratio: round(gh.p99 / floor.p99, 2), cpus: place ? `proxies on ${place.proxy}, load generator and upstream on ${place.rest}` : 'shared' },
+        },
         // Not a target (the issue's is req/s): shown to tell a slower Gatehouse from a busier machine.
-        { name: 'gatehouse / floor efficiency (proxy CPU per request, floor ÷ gatehouse)', value: round(floorCpu / ghCpu, 2), unit: 'x', target: 'reference', pass: Number.isFinite(floorCpu / ghCpu), detail: { floor_us_per_req: round(floorCpu, 0), gatehouse_us_per_req: round(ghCpu, 0) } },
-        { name: 'gatehouse with 10,000 routes / with 1 route', value: round(wideRatio, 2), unit: 'x', target: '>= 0.9', pass: wideRatio >= 0.9, detail: { ...fmt(wide), snapshot_apply_ms: applyMs } },
+        { name: 'gatehouse / floor efficiency (proxy CPU per request, floor ÷ gatehouse), median', value: round(efficiency.median, 2), unit: 'x', target: 'reference', pass: Number.isFinite(efficiency.median), detail: { rounds: efficiency.text, floor_us_per_req: round(median(floorRuns.map((r) => r.cpuUs)), 0), gatehouse_us_per_req: round(median(ghRuns.map((r) => r.cpuUs)), 0) } },
+        { name: `gatehouse with 10,000 routes / with 1 route, median of ${rounds} rounds`, value: round(wideRatio.median, 2), unit: 'x', target: '>= 0.9', pass: wideRatio.median >= 0.9 && allOk(wideRuns), detail: { rounds: wideRatio.text, best_run: fmt(wide), snapshot_apply_ms: applyMs } },
         { name: 'router match cost, 10,000 vs 100 routes (in-process)', value: round(cost.large / cost.small, 2), unit: 'x', target: '< 3', pass: cost.large / cost.small < 3, detail: { ns_100: round(cost.small, 0), ns_10000: round(cost.large, 0) } },
       ];
       return results;
     } finally {
       for (const c of children.reverse()) await c.stop();
-      await store.del(SNAPSHOT_KEYS.latest, SNAPSHOT_KEYS.version(1), SNAPSHOT_KEYS.version(2), SNAPSHOT_KEYS.dataPlanes).catch(() => {});
-      await store.close();
+      for (const s of [store, wideStore]) {
+        await s.del(SNAPSHOT_KEYS.latest, SNAPSHOT_KEYS.version(1), SNAPSHOT_KEYS.version(2), SNAPSHOT_KEYS.dataPlanes).catch(() => {});
+        await s.close();
+      }
       for (const d of dirs) d.remove();
     }
   },

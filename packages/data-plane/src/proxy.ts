@@ -450,16 +450,26 @@ function hasHeader(headers: Record<string, string> | undefined, name: string): b
 const REQUEST_ID_OK = /^[\w.:@/+=-]{1,200}$/;
 
 /**
- * Ids for requests that bring none, shaped as a UUID: 80 random bits per process and a 48-bit
- * counter. Unique without a randomUUID() per request, which was measurable on the hot path.
- * The counter starts at 2^44, so its hex form always has the 12 digits the last group needs.
+ * Ids for requests that bring none, shaped as a UUID: 80 random bits per process, then a 16-bit
+ * epoch and a 32-bit counter. Unique without a randomUUID() per request, which was measurable on
+ * the hot path. The counter runs from 2^28 to 2^30: a small integer whose hex form always has 8
+ * digits (a larger number's toString(16) goes through floating-point division, measurably slower).
  */
 const REQUEST_ID_PREFIX = randomBytes(10)
   .toString('hex')
   .replace(/^(.{8})(.{4})(.{4})(.{4})$/, '$1-$2-$3-$4-');
-let requestCounter = 2 ** 44;
+const COUNTER_FIRST = 2 ** 28;
+const COUNTER_END = 2 ** 30;
+let requestCounter = COUNTER_FIRST;
+let requestEpoch = 0;
+let requestEpochHex = '0000';
 function nextRequestId(): string {
-  return REQUEST_ID_PREFIX + (requestCounter++).toString(16);
+  if (requestCounter === COUNTER_END) {
+    requestCounter = COUNTER_FIRST;
+    requestEpoch = (requestEpoch + 1) & 0xffff;
+    requestEpochHex = requestEpoch.toString(16).padStart(4, '0');
+  }
+  return REQUEST_ID_PREFIX + requestEpochHex + (requestCounter++).toString(16);
 }
 
 export interface ProxyRuntimeOptions {

@@ -2,6 +2,7 @@
 // child processes that print one JSON line when ready, and a Gatehouse data plane process fed
 // with a snapshot written straight into Redis (the control plane's wire contract).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -55,10 +56,27 @@ export const placement: { proxy: string; rest: string } | null = (() => {
   return { proxy: '0', rest: cores === 2 ? '1' : `1-${cores - 1}` };
 })();
 
-/** Moves a running process (all its threads) onto `cpus` (a taskset list such as `1-3`). */
+/**
+ * Moves a running process, all its threads and its child processes (a data plane's cluster
+ * workers) onto `cpus` (a taskset list such as `1-3`). Children forked later inherit it.
+ */
 export function pin(pid: number, cpus: string): void {
-  const r = spawnSync('taskset', ['-a', '-p', '-c', cpus, String(pid)]);
-  if (r.status !== 0) throw new Error(`taskset could not pin ${pid}: ${r.stderr}`);
+  for (const p of [pid, ...childrenOf(pid)]) {
+    const r = spawnSync('taskset', ['-a', '-p', '-c', cpus, String(p)]);
+    if (r.status !== 0) throw new Error(`taskset could not pin ${p}: ${r.stderr}`);
+  }
+}
+
+/** Process ids whose parent is `pid`, from /proc. */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (Number(fs.readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === pid) out.push(Number(d));
+    } catch {}
+  }
+  return out;
 }
 
 /** Closed-loop keep-alive load from a separate process (scripts/bench/load.mjs), optionally on `cpus`. */
@@ -184,27 +202,16 @@ export const round = (v: number, digits = 1) => Number(v.toFixed(digits));
 
 /** CPU time (user + system, ms) a process and its children (cluster workers) used so far, from /proc. */
 export function cpuMs(pid: number): number {
-  const { readFileSync, readdirSync } = require_fs();
   const ticks = (p: number) => {
     try {
-      const f = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
+      const f = fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ');
       return Number(f[11]) + Number(f[12]);
     } catch {
       return 0;
     }
   };
   let total = ticks(pid);
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const f = readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ');
-      if (Number(f[1]) === pid) total += ticks(Number(d));
-    } catch {}
-  }
+  for (const child of childrenOf(pid)) total += ticks(child);
   return total * 10; // USER_HZ = 100
 }
 
-import * as fs from 'node:fs';
-function require_fs() {
-  return fs;
-}

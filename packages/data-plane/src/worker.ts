@@ -1,5 +1,6 @@
 // A data-plane worker under node:cluster (see cluster.ts): serves the proxy, applies the
-// snapshots its primary sends. Its own Redis connection is only for the plugins' live state.
+// snapshots its primary sends. Its own Redis connection is only for the plugins' live state,
+// opened when a plugin first uses it: workers whose routes need no Redis add no connections.
 import { loadConfig } from '@gatehouse/core/config.ts';
 import { createLogger } from '@gatehouse/core/logger.ts';
 import type { DataPlaneServices } from '@gatehouse/core/plugin-sdk.ts';
@@ -13,7 +14,7 @@ import { describeStore, resolveNodeId } from './sync.ts';
 
 const config = loadConfig();
 const logger = createLogger({ role: 'data-plane-worker', level: config.logLevel });
-const store = new RedisStore({ url: config.redisUrl!, prefix: config.redisPrefix, onError: () => {} });
+const store = new RedisStore({ url: config.redisUrl!, prefix: config.redisPrefix, onError: () => {}, lazy: true });
 const nodeId = resolveNodeId(config);
 const services: DataPlaneServices = { config, store, logger, nodeId };
 const runtime = new PluginRuntime(await defaultPlugins(), services);

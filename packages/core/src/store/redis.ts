@@ -9,6 +9,8 @@ export interface RedisStoreOptions {
   prefix: string;
   /** Called with connection errors (already rate-limited by reconnect backoff). */
   onError?: (err: Error) => void;
+  /** Connect on the first command instead of at once (a process that may never need Redis). */
+  lazy?: boolean;
 }
 
 const toEntries = (raw: [string, string[]][] | null | undefined): StreamEntry[] =>
@@ -29,7 +31,7 @@ export class RedisStore implements SharedStore {
 
   constructor(private readonly options: RedisStoreOptions) {
     this.prefix = options.prefix;
-    this.cmd = this.connect({ maxRetriesPerRequest: 1, commandTimeout: 2000 });
+    this.cmd = this.connect({ maxRetriesPerRequest: 1, commandTimeout: 2000, lazyConnect: options.lazy === true });
   }
 
   private connect(extra: RedisOptions): Redis {

@@ -138,6 +138,7 @@ export const proxyCase: BenchCase = {
       const warmupMs = 300;
       const runs: Run[][] = proxies.map(() => []);
       for (let r = 0; r < rounds; r++) {
+        // Indices into proxies: floors 0 and 1, data planes 2 and 3, the 10,000-route one 4.
         const order = r % 2 === 0 ? [0, 2, 4, 3, 1] : [1, 3, 4, 2, 0];
         for (const i of order) {
           const p = proxies[i];

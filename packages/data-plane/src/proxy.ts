@@ -451,9 +451,9 @@ const REQUEST_ID_OK = /^[\w.:@/+=-]{1,200}$/;
 
 /**
  * Ids for requests that bring none, shaped as a UUID: 80 random bits per process, then a 16-bit
- * epoch and a 32-bit counter. Unique without a randomUUID() per request, which was measurable on
- * the hot path. The counter runs from 2^28 to 2^30: a small integer whose hex form always has 8
- * digits (a larger number's toString(16) goes through floating-point division, measurably slower).
+ * epoch (4 hex digits) and a counter (8). Unique without a randomUUID() per request, which was
+ * measurable on the hot path. The counter runs from 2^28 to 2^30: a small integer whose hex form
+ * always has 8 digits (a larger number's toString(16) goes through floating-point division).
  */
 const REQUEST_ID_PREFIX = randomBytes(10)
   .toString('hex')

@@ -84,7 +84,7 @@ export const proxyCase: BenchCase = {
       const oneRoute = snapshot(1, { services: [svc], routes: [route({ paths: ['/'] }, svc)] });
       await publishSnapshot(store, oneRoute);
       await publishSnapshot(wideStore, oneRoute);
-      const startDataPlane = async (redisPrefix: string, dir: string) => {
+      const startGatehouse = async (redisPrefix: string, dir: string) => {
         const port = await getFreePort();
         const dp = await gatehouse(
           'data-plane',
@@ -100,8 +100,8 @@ export const proxyCase: BenchCase = {
       // one process to the next (where its memory happens to land), and one pair would make that
       // luck part of the verdict.
       const floors = [await startFloor(), await startFloor()];
-      const dps = [await startDataPlane(prefix, dirs[0].path), await startDataPlane(prefix, dirs[1].path)];
-      const wideDp = await startDataPlane(widePrefix, dirs[2].path);
+      const dps = [await startGatehouse(prefix, dirs[0].path), await startGatehouse(prefix, dirs[1].path)];
+      const wideDp = await startGatehouse(widePrefix, dirs[2].path);
 
       // 10,000 routes: the request hits one of them (by host and path), the rest are in the way.
       const routes: RouteEntity[] = [];

@@ -1,11 +1,17 @@
 // GATEHOUSE_TRUSTED_IPS, as Kong's trusted_ips: addresses and CIDRs (IPv4 and IPv6) whose
 // X-Forwarded-* headers are believed. `0.0.0.0/0,::/0` trusts everyone; empty trusts no one.
 import { BlockList, isIP } from 'node:net';
+import { LRUCache } from 'lru-cache';
 
 export class TrustedIps {
   private readonly list = new BlockList();
   readonly empty: boolean;
   private readonly all: boolean;
+  /**
+   * Answers by address: BlockList.check costs about 2 µs a call (it builds a SocketAddress),
+   * and the same few load-balancer and client addresses come back request after request.
+   */
+  private readonly answers = new LRUCache<string, boolean>({ max: 10_000 });
 
   constructor(entries: string[]) {
     let count = 0;
@@ -38,6 +44,14 @@ export class TrustedIps {
   has(address: string | undefined): boolean {
     if (this.empty || !address) return false;
     if (this.all) return true;
+    const known = this.answers.get(address);
+    if (known !== undefined) return known;
+    const answer = this.check(address);
+    this.answers.set(address, answer);
+    return answer;
+  }
+
+  private check(address: string): boolean {
     if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
     const family = isIP(address);
     if (family === 0) return false;

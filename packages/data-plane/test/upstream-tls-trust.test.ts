@@ -27,6 +27,16 @@ describe('trusted IPs', () => {
     assert.throws(() => new TrustedIps(['not-an-ip']), /GATEHOUSE_TRUSTED_IPS/);
   });
 
+  test('answers stay the same when asked again (they are cached by address)', () => {
+    const t = new TrustedIps(['10.0.0.0/8', '2001:db8::/32']);
+    const asked = ['10.9.9.9', '::ffff:10.9.9.9', '11.0.0.1', '::ffff:11.0.0.1', '2001:db8::1', '2001:db9::1', 'not-an-ip', '::ffff:not.an.ip'];
+    const first = asked.map((a) => t.has(a));
+    assert.deepEqual(first, [true, true, false, false, true, false, false, false]);
+    for (let round = 0; round < 3; round++) assert.deepEqual(asked.map((a) => t.has(a)), first);
+    assert.equal(t.clientIp('10.0.0.1', '203.0.113.9, 10.0.0.7'), '203.0.113.9');
+    assert.equal(t.clientIp('10.0.0.1', '203.0.113.9, 10.0.0.7'), '203.0.113.9');
+  });
+
   describe('through the proxy, with the loopback trusted', () => {
     const store = new MemoryStore();
     const dir = tempDir();

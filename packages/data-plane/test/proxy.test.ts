@@ -216,6 +216,47 @@ describe('proxy', () => {
     }
   });
 
+  test('write timeout: a client body that stalls gets 504; one that keeps coming, however slowly, goes through', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port, write_timeout: 500 });
+    await apply({ services: [svc], routes: [route({ paths: ['/upload'] }, svc)] });
+    const post = (send: (r: import('node:http').ClientRequest) => void) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const r = httpRequest({ host: '127.0.0.1', port, path: '/upload', method: 'POST', agent: false, headers: { 'content-length': '10' } }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        r.on('error', reject);
+        send(r);
+      });
+
+    // 3 of 10 bytes, then nothing: the upstream never gets the rest.
+    const t0 = Date.now();
+    let stalled: import('node:http').ClientRequest | undefined;
+    const cut = await post((r) => {
+      stalled = r;
+      r.write('abc');
+    });
+    stalled!.destroy();
+    assert.equal(cut.status, 504);
+    assert.deepEqual(JSON.parse(cut.body), { message: 'The upstream server is timing out' });
+    assert.ok(Date.now() - t0 < 5000, 'answered after write_timeout, not after read_timeout');
+
+    // One byte every 100 ms: a second in all, twice write_timeout, but never a 500 ms stall.
+    const slow = await post((r) => {
+      let i = 0;
+      const next = () => {
+        if (i === 9) return void r.end(String(i));
+        r.write(String(i++));
+        setTimeout(next, 100);
+      };
+      next();
+    });
+    assert.equal(slow.status, 200);
+    assert.equal(JSON.parse(slow.body).body, '0123456789');
+  });
+
   test("the upstream's response head: status text, repeated headers and Via kept; hop-by-hop and its X-Request-Id replaced; no chunking for HTTP/1.0 clients", async () => {
     const heads = await startUpstream('heads', (_request, res) => {
       res.writeHead(299, 'Fine Indeed', [

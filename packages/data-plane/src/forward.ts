@@ -282,26 +282,23 @@ export class HttpProxyEngine implements ForwardingEngine {
     const gate = state.gate!;
     const req = state.request.req;
     state.bodyStarted = true;
-    const writeTimeout = state.upstream.writeTimeout;
+    // write_timeout: the longest stall while sending the body upstream. One timer, pushed back
+    // by each chunk (refresh(), not a new timer per chunk).
+    const timer = setTimeout(() => {
+      state.timedOut = true;
+      proxyReq.destroy(Object.assign(new Error('upstream write timeout'), { code: 'ETIMEDOUT' }));
+    }, state.upstream.writeTimeout);
+    const clear = () => clearTimeout(timer);
     req.on('data', (chunk: Buffer) => {
+      timer.refresh();
       if (!gate.push(chunk)) req.pause();
     });
     gate._read = () => req.resume();
-    req.once('end', () => gate.push(null));
+    req.once('end', () => {
+      clear();
+      gate.push(null);
+    });
     req.once('error', (err) => gate.destroy(err));
-    // write_timeout: the longest stall while sending the body upstream.
-    let timer: NodeJS.Timeout | null = null;
-    const arm = () => {
-      if (timer) clearTimeout(timer);
-      timer = setTimeout(() => {
-        state.timedOut = true;
-        proxyReq.destroy(Object.assign(new Error('upstream write timeout'), { code: 'ETIMEDOUT' }));
-      }, writeTimeout);
-    };
-    arm();
-    req.on('data', arm);
-    const clear = () => timer && clearTimeout(timer);
-    req.once('end', clear);
     proxyReq.once('close', clear);
     req.resume();
   }

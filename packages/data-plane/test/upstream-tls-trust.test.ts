@@ -1,8 +1,10 @@
-// GATEHOUSE_TRUSTED_IPS (X-Forwarded-* from trusted peers believed, CIDRs) and HTTPS upstreams
-// (not verified unless tls_verify).
+// GATEHOUSE_TRUSTED_IPS (X-Forwarded-* from trusted peers believed, CIDRs), HTTPS upstreams
+// (not verified unless tls_verify) and the ssl listener's configured certificate.
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { MemoryStore } from '@gatehouse/core/store/memory.ts';
 import { tempDir } from '@gatehouse/core/testing.ts';
@@ -109,5 +111,31 @@ describe('HTTPS upstreams', () => {
     assert.deepEqual(ok.json(), { secure: true, url: '/api/x', host: `127.0.0.1:${port}` });
     const refused = await req(dp.addresses[0].port, '/strict');
     assert.equal(refused.status, 502);
+  });
+});
+
+describe('ssl listener', () => {
+  test('serves the certificate from GATEHOUSE_SSL_CERT / GATEHOUSE_SSL_CERT_KEY', async () => {
+    const own = await generateSelfSigned('gw.example.test');
+    const dir = tempDir();
+    const dp = await startDataPlane({
+      config: dpConfig({ GATEHOUSE_DATA_DIR: dir.path, GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0 ssl', GATEHOUSE_SSL_CERT: own.cert, GATEHOUSE_SSL_CERT_KEY: own.key }),
+      store: new MemoryStore(),
+      plugins: new Map(),
+    });
+    try {
+      const presented = await new Promise<X509Certificate>((resolve, reject) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port: dp.addresses[0].port, servername: 'gw.example.test', rejectUnauthorized: false }, () => {
+          const cert = socket.getPeerX509Certificate();
+          socket.end();
+          cert ? resolve(cert) : reject(new Error('no certificate presented'));
+        });
+        socket.on('error', reject);
+      });
+      assert.equal(presented.fingerprint256, new X509Certificate(own.cert).fingerprint256);
+    } finally {
+      await dp.close();
+      dir.remove();
+    }
   });
 });

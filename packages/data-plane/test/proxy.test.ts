@@ -1,6 +1,7 @@
 // The proxy in-process against real upstream servers on loopback, config through the store's
 // snapshot contract (MemoryStore: the all-in-one mode's real store).
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createConnection, createServer as createNetServer, type Socket } from 'node:net';
@@ -213,6 +214,40 @@ describe('proxy', () => {
       assert.ok(Date.now() - t0 < 1400, 'answered before the upstream');
     } finally {
       await slow.close();
+    }
+  });
+
+  test('connect timeout: each attempt waits connect_timeout, then retries; at the end a 504 with Kong message', async () => {
+    // An upstream whose accept queue is full: a stopped process listening with a backlog of
+    // one and two connections waiting, so the kernel drops every further handshake.
+    const stuck = spawn(process.execPath, ['-e', "require('net').createServer().listen(0, '127.0.0.1', 1, function () { console.log(this.address().port) })"], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const waiting: Socket[] = [];
+    try {
+      const stuckPort = await new Promise<number>((resolve, reject) => {
+        stuck.stdout!.once('data', (d) => resolve(Number(String(d).trim())));
+        stuck.once('error', reject);
+      });
+      stuck.kill('SIGSTOP');
+      for (let i = 0; i < 2; i++) {
+        await new Promise<void>((resolve, reject) => {
+          const s = createConnection(stuckPort, '127.0.0.1', () => resolve());
+          s.once('error', reject);
+          waiting.push(s);
+        });
+      }
+      const svc = service({ host: '127.0.0.1', port: stuckPort, connect_timeout: 300, retries: 2 });
+      await apply({ services: [svc], routes: [route({ paths: ['/stuck'] }, svc)] });
+      const t0 = Date.now();
+      const res = await req(port, '/stuck');
+      const elapsed = Date.now() - t0;
+      assert.equal(res.status, 504);
+      assert.deepEqual(res.json(), { message: 'The upstream server is timing out' });
+      assert.ok(elapsed >= 3 * 300, `three attempts of 300 ms each (took ${elapsed} ms)`);
+      assert.ok(elapsed < 10_000, 'answered long before read_timeout');
+    } finally {
+      for (const s of waiting) s.destroy();
+      stuck.kill('SIGCONT');
+      stuck.kill();
     }
   });
 

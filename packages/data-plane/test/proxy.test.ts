@@ -418,6 +418,37 @@ describe('proxy', () => {
     }
   });
 
+  test('a request body streams too: the upstream answers its first chunk while the client is still sending', async () => {
+    const early = await startUpstream('early');
+    // Instead of the echo handler (which waits for whole bodies): answer on the first chunk.
+    early.server.removeAllListeners('request');
+    early.server.on('request', (request: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+      request.once('data', (chunk: Buffer) => {
+        res.end(`upstream got: ${chunk}`);
+        request.resume();
+      });
+    });
+    try {
+      const svc = service({ host: '127.0.0.1', port: early.port });
+      await apply({ services: [svc], routes: [route({ paths: ['/early'] }, svc)] });
+      const client = httpRequest({ host: '127.0.0.1', port, path: '/early', method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked' } });
+      client.write('first chunk');
+      const answered = new Promise<string>((resolve, reject) => {
+        client.once('error', reject).once('response', (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => (body += c)).on('end', () => resolve(body));
+        });
+      });
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer while the request body is open: the proxy waited for the whole body')), 5000)));
+      assert.equal(await Promise.race([answered, timeout]).finally(() => clearTimeout(timer)), 'upstream got: first chunk');
+      client.end('second chunk');
+    } finally {
+      await early.close();
+    }
+  });
+
   test('a snapshot swap does not disturb a request in flight: it finishes on the old config', async () => {
     const old = await startUpstream('old', (_r, res) => {
       setTimeout(() => res.end(JSON.stringify({ upstream: 'old' })), 300);

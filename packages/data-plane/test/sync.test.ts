@@ -4,6 +4,7 @@
 // controls: the shared Redis server itself is never stopped).
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { z } from 'zod';
 import type { PluginDefinition } from '@gatehouse/core/plugin-sdk.ts';
@@ -73,7 +74,8 @@ describe('snapshot sync over Redis', () => {
     assert.ok(Date.now() - t0 < 1000);
     assert.equal(await served(dp, '/one'), 404);
 
-    await publish(store, snapshot(3, { services: [s], routes: [route({ paths: ['/three'] }, s)] }), { announce: false });
+    const third = snapshot(3, { services: [s], routes: [route({ paths: ['/three'] }, s)] });
+    await publish(store, third, { announce: false });
     await waitFor('polled snapshot', async () => (await served(dp, '/three')) === 200, 5000);
 
     // Heartbeat with the applied version, under a node id kept in the data dir.
@@ -84,6 +86,8 @@ describe('snapshot sync over Redis', () => {
     });
     assert.equal(beat.id, dp.nodeId);
     assert.equal(beat.workers, 1);
+    assert.equal(beat.hostname, hostname());
+    assert.equal(beat.config_hash, third.hash);
     assert.ok(Math.abs(beat.last_seen - Date.now() / 1000) < 10);
     // The disk cache holds the applied snapshot.
     assert.equal(JSON.parse(readFileSync(cacheFile(dp.sync['o'].config.dataDir), 'utf8')).version, 3);

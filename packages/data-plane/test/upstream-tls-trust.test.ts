@@ -60,7 +60,7 @@ describe('trusted IPs', () => {
     test('X-Forwarded-* from a trusted peer are kept; the client address comes from X-Forwarded-For', async () => {
       const echo: Echo = (
         await req(dp.addresses[0].port, '/t/x', {
-          headers: { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example', 'x-forwarded-port': '443', 'x-forwarded-prefix': '/edge' },
+          headers: { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example', 'x-forwarded-port': '443', 'x-forwarded-path': '/edge/t/x', 'x-forwarded-prefix': '/edge' },
         })
       ).json();
       assert.equal(echo.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
@@ -68,6 +68,7 @@ describe('trusted IPs', () => {
       assert.equal(echo.headers['x-forwarded-proto'], 'https');
       assert.equal(echo.headers['x-forwarded-host'], 'public.example');
       assert.equal(echo.headers['x-forwarded-port'], '443');
+      assert.equal(echo.headers['x-forwarded-path'], '/edge/t/x');
       assert.equal(echo.headers['x-forwarded-prefix'], '/edge');
     });
 

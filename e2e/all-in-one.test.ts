@@ -1,19 +1,20 @@
-// `gatehouse start` with neither DATABASE_URL nor REDIS_URL: embedded PGlite under the data
-// dir, one in-process store shared by the control plane and the data plane, in one process.
+// `npm start` (the README's command; it runs `gatehouse start`) with neither DATABASE_URL nor
+// REDIS_URL: embedded PGlite under the data dir, one in-process store shared by the control
+// plane and the data plane, in one process.
 // Config written on the admin API is served by the proxy; a restart keeps it (PGlite on disk).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { getFreePort, tempDir } from '@gatehouse/core/testing.ts';
-import { gatehouse, http, upstream, waitFor, type Proc } from './proxy-helpers.ts';
+import { gatehouse, http, npmStart, upstream, waitFor, type Proc } from './proxy-helpers.ts';
 
-describe('all-in-one: gatehouse start', () => {
+describe('all-in-one: npm start', () => {
   const dir = tempDir();
   let adminPort: number;
   let proxyPort: number;
   let proc: Proc;
   let up: Awaited<ReturnType<typeof upstream>>;
   const start = () =>
-    gatehouse('start', {
+    npmStart({
       GATEHOUSE_DATA_DIR: dir.path,
       GATEHOUSE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
       GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${proxyPort}`,
@@ -43,7 +44,7 @@ describe('all-in-one: gatehouse start', () => {
     adminPort = await getFreePort();
     proxyPort = await getFreePort();
     proc = start();
-    await waitFor('gatehouse start', async () => /proxy listening on/.test(proc.output), 90_000, [proc]);
+    await waitFor('npm start', async () => /proxy listening on/.test(proc.output), 90_000, [proc]);
   });
   after(async () => {
     await proc.stop();
@@ -79,7 +80,7 @@ describe('all-in-one: gatehouse start', () => {
     await served('/kept', (s) => s === 200, 'route before restart');
     await proc.stop();
     proc = start();
-    await waitFor('gatehouse start again', async () => /proxy listening on/.test(proc.output), 90_000, [proc]);
+    await waitFor('npm start again', async () => /proxy listening on/.test(proc.output), 90_000, [proc]);
     await served('/kept', (s) => s === 200, 'route after restart');
   });
 });
@@ -102,7 +103,7 @@ describe('gatehouse start with DATABASE_URL and REDIS_URL: the split deployment 
       GATEHOUSE_WORKERS: '2',
     });
     try {
-      await waitFor('gatehouse start', async () => /proxy listening on/.test(proc.output), 90_000, [proc]);
+      await waitFor('npm start', async () => /proxy listening on/.test(proc.output), 90_000, [proc]);
       assert.match(proc.output, /control plane on Postgres, data plane through Redis \(2 workers\)/);
       assert.equal((await http(adminPort, '/services', { method: 'POST', body: { name: 's', url: `http://127.0.0.1:${up.port}` } })).status, 201);
       assert.equal((await http(adminPort, '/services/s/routes', { method: 'POST', body: { paths: ['/s'] } })).status, 201);

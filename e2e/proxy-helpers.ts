@@ -1,5 +1,5 @@
-// Helpers for the proxy end-to-end tests: `node bin/gatehouse.js <command>` as a child
-// process, an upstream on loopback, an admin client, and a TCP link to Redis the test can cut.
+// Helpers for the proxy end-to-end tests: `node bin/gatehouse.js <command>` (or `npm start`) as a
+// child process, an upstream on loopback, an admin client, and a TCP link to Redis the test can cut.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,14 +15,15 @@ export interface Proc {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function gatehouse(command: string, env: Record<string, string>, nodeArgs: string[] = []): Proc {
+/** The environment a started process gets: ours without the servers and data dir, plus `env`. */
+function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   const clean = { ...process.env };
   for (const k of ['DATABASE_URL', 'REDIS_URL', 'GATEHOUSE_REDIS_PREFIX', 'GATEHOUSE_DATA_DIR', 'GATEHOUSE_WORKERS']) delete clean[k];
-  const child = spawn(process.execPath, [...nodeArgs, join(root, 'bin/gatehouse.js'), command], {
-    cwd: root,
-    env: { ...clean, GATEHOUSE_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  return { ...clean, GATEHOUSE_LOG_LEVEL: 'warn', ...env };
+}
+
+/** `kill` sends a signal to what the Proc stands for (the child, or its whole process group). */
+function track(child: ChildProcess, kill: (signal: NodeJS.Signals) => void = (signal) => child.kill(signal)): Proc {
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const proc: Proc = {
     child,
@@ -31,16 +32,48 @@ export function gatehouse(command: string, env: Record<string, string>, nodeArgs
     stop: (signal = 'SIGTERM') =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        const timer = setTimeout(() => kill('SIGKILL'), 10_000);
         child.once('exit', () => {
           clearTimeout(timer);
           resolve();
         });
-        child.kill(signal);
+        kill(signal);
       }),
   };
   child.stdout!.on('data', (c) => (proc.output += c));
   child.stderr!.on('data', (c) => (proc.output += c));
+  return proc;
+}
+
+export function gatehouse(command: string, env: Record<string, string>, nodeArgs: string[] = []): Proc {
+  return track(spawn(process.execPath, [...nodeArgs, join(root, 'bin/gatehouse.js'), command], { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
+/**
+ * `npm start`, the README's command: npm, its shell and gatehouse run in a process group of
+ * their own, which is signalled as a whole (npm need not pass signals on).
+ */
+export function npmStart(env: Record<string, string>): Proc {
+  const child = spawn('npm', ['start'], { cwd: root, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const signalGroup = (signal: NodeJS.Signals | 0) => {
+    try {
+      process.kill(-child.pid!, signal);
+      return true;
+    } catch {
+      return false; // the group is gone
+    }
+  };
+  const proc = track(child, signalGroup);
+  const stopNpm = proc.stop;
+  // npm (or its shell) can exit before gatehouse has closed its data dir: wait for the whole group.
+  proc.stop = async (signal) => {
+    await stopNpm(signal);
+    const deadline = Date.now() + 10_000;
+    while (signalGroup(0)) {
+      if (Date.now() > deadline) signalGroup('SIGKILL');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
   return proc;
 }
 

@@ -41,7 +41,13 @@ export function parseListen(value: string, variable: string): ListenAddress[] {
     const port = Number(match[3]);
     if (port > 65535) throw new ConfigError(`${variable}: port ${port} is out of range`);
     for (const flag of flags) {
-      if (!['ssl', 'http2', 'reuseport', 'deferred', 'proxy_protocol'].includes(flag)) {
+      // Kong's listen flags: `http2`, `reuseport` and `deferred` only tune the listener and are
+      // accepted as no-ops; `proxy_protocol` changes what the peer sends, so pretending would
+      // turn every request into a 400.
+      if (flag === 'proxy_protocol') {
+        throw new ConfigError(`${variable}: 'proxy_protocol' in '${entry}' is not supported by Gatehouse; have the load balancer send X-Forwarded-For and list it in GATEHOUSE_TRUSTED_IPS`);
+      }
+      if (!['ssl', 'http2', 'reuseport', 'deferred'].includes(flag)) {
         throw new ConfigError(`${variable}: unknown flag '${flag}' in '${entry}'`);
       }
     }

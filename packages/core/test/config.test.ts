@@ -1,0 +1,35 @@
+// The listen syntax of GATEHOUSE_PROXY_LISTEN / GATEHOUSE_ADMIN_LISTEN (Kong's `addr:port [flags]`,
+// comma-separated) and its errors, which name the variable and the entry at fault.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ConfigError, loadConfig, parseListen } from '../src/config.ts';
+
+describe('listen addresses', () => {
+  test('IPv4, bracketed IPv6 and host names, with the ssl flag; Kong defaults for the proxy', () => {
+    assert.deepEqual(parseListen('0.0.0.0:8000, [::1]:8443 ssl http2,  localhost:80 reuseport deferred', 'V'), [
+      { host: '0.0.0.0', port: 8000, ssl: false },
+      { host: '::1', port: 8443, ssl: true },
+      { host: 'localhost', port: 80, ssl: false },
+    ]);
+    assert.deepEqual(loadConfig({}).proxyListen, [
+      { host: '0.0.0.0', port: 8000, ssl: false },
+      { host: '0.0.0.0', port: 8443, ssl: true },
+    ]);
+  });
+
+  test('bad entries: a ConfigError naming the variable and what is wrong', () => {
+    const cases: [string, RegExp][] = [
+      ['', /^V: no address given$/],
+      [' , ', /^V: no address given$/],
+      ['8000', /^V: '8000' is not of the form addr:port \[ssl\]$/],
+      ['::1:8000', /^V: '::1:8000' is not of the form addr:port \[ssl\]$/],
+      ['127.0.0.1:70000', /^V: port 70000 is out of range$/],
+      ['127.0.0.1:8000 tls', /^V: unknown flag 'tls' in '127.0.0.1:8000 tls'$/],
+      ['127.0.0.1:8000 proxy_protocol', /^V: 'proxy_protocol' in '127.0.0.1:8000 proxy_protocol' is not supported by Gatehouse; have the load balancer send X-Forwarded-For/],
+    ];
+    for (const [value, message] of cases) {
+      assert.throws(() => parseListen(value, 'V'), (err: Error) => err instanceof ConfigError && message.test(err.message), `for '${value}'`);
+    }
+    assert.throws(() => loadConfig({ GATEHOUSE_PROXY_LISTEN: '127.0.0.1:8000 proxy_protocol' }), /GATEHOUSE_PROXY_LISTEN: 'proxy_protocol'/);
+  });
+});

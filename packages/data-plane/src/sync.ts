@@ -160,7 +160,6 @@ export class SnapshotSync {
     void this.heartbeat();
   }
 
-  /** Fetches the latest snapshot if it differs from the current one. Calls coalesce. */
   /**
    * Fetches the latest snapshot if it differs from the current one. Calls coalesce. `hint` is
    * an announced pointer: newer than the current one, it is fetched directly (one round trip

@@ -7,11 +7,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { z } from 'zod';
+import { createLogger } from '@gatehouse/core/logger.ts';
 import type { PluginDefinition } from '@gatehouse/core/plugin-sdk.ts';
 import { SNAPSHOT_KEYS, type DataPlaneHeartbeat } from '@gatehouse/core/snapshot.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
 import { getFreePort, tempDir, TcpRelay, testRedisPrefix, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
-import { cacheFile, startDataPlane, type DataPlane } from '../src/index.ts';
+import { cacheFile, SnapshotSync, startDataPlane, type DataPlane } from '../src/index.ts';
 import { dpConfig, plugin, publish, req, route, service, snapshot, startUpstream, waitFor, type Upstream } from './helpers.ts';
 
 const strict: PluginDefinition = {
@@ -91,6 +92,38 @@ describe('snapshot sync over Redis', () => {
     assert.ok(Math.abs(beat.last_seen - Date.now() / 1000) < 10);
     // The disk cache holds the applied snapshot.
     assert.equal(JSON.parse(readFileSync(cacheFile(dp.sync['o'].config.dataDir), 'utf8')).version, 3);
+  });
+
+  test('a burst of announcements coalesces: the last version is applied, most of those between are skipped', async () => {
+    const burstPrefix = testRedisPrefix();
+    const burstStore = new RedisStore({ url: TEST_REDIS_URL, prefix: burstPrefix });
+    const applied: number[] = [];
+    const sync = new SnapshotSync({
+      config: dpConfig({ REDIS_URL: TEST_REDIS_URL, GATEHOUSE_REDIS_PREFIX: burstPrefix, GATEHOUSE_DATA_DIR: dir() }),
+      store: burstStore,
+      logger: createLogger({ role: 'test', level: 'error' }),
+      plugins,
+      nodeId: 'burst',
+      pollIntervalMs: 60_000,
+      // A slow apply: the announcements pile up meanwhile.
+      apply: async (snap) => {
+        applied.push(snap.version);
+        await new Promise((r) => setTimeout(r, 50));
+      },
+    });
+    try {
+      await sync.start();
+      const s = svc();
+      for (let v = 1; v <= 20; v++) await publish(burstStore, snapshot(v, { services: [s], routes: [route({ paths: [`/v${v}`] }, s)] }));
+      await waitFor('the last version applied', () => sync.pointer?.version === 20);
+      assert.equal(applied.at(-1), 20);
+      assert.ok(applied.length < 10, `applied: ${applied.join(', ')}`);
+      assert.deepEqual(applied, [...applied].sort((a, b) => a - b), 'never an older version after a newer one');
+    } finally {
+      await sync.close();
+      await burstStore.del(SNAPSHOT_KEYS.latest, SNAPSHOT_KEYS.dataPlanes, ...Array.from({ length: 21 }, (_, i) => SNAPSHOT_KEYS.version(i)));
+      await burstStore.close();
+    }
   });
 
   test('refuses invalid snapshots and keeps serving the previous one', async () => {

@@ -5,6 +5,7 @@
 // changes flow again.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createConnection, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createTestDatabase, getFreePort, tempDir, testRedisPrefix, TEST_REDIS_URL, type TestDatabase } from '@gatehouse/core/testing.ts';
@@ -102,19 +103,28 @@ describe('split deployment: control plane + two data planes', () => {
     assert.deepEqual(dataPlanes.map((d: { workers?: number }) => d.workers).sort(), [1, 2]);
   });
 
+  /**
+   * Process ids of a data plane's cluster workers, from /proc: its children running worker.ts
+   * (not any child: tsx starts an esbuild process when its compile cache is cold).
+   */
+  const workersOf = (dp: { proc: Proc }) =>
+    readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((pid) => {
+        try {
+          return (
+            Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === dp.proc.child.pid &&
+            readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('data-plane/src/worker.ts')
+          );
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+
   test('a data-plane worker that dies is replaced, and the new one serves the current config', async () => {
     const dp = dps[1]; // two workers
-    const children = () =>
-      readdirSync('/proc')
-        .filter((d) => /^\d+$/.test(d))
-        .filter((pid) => {
-          try {
-            return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === dp.proc.child.pid;
-          } catch {
-            return false;
-          }
-        })
-        .map(Number);
+    const children = () => workersOf(dp);
     const before = await waitFor('two workers', async () => (children().length === 2 ? children() : null));
     assert.equal((await admin('/services/e2e/routes', 'POST', { name: 'workers', paths: ['/workers'] })).status, 201);
     await both('/workers', (s) => s === 200, 'route before the worker dies');
@@ -127,6 +137,55 @@ describe('split deployment: control plane + two data planes', () => {
     // Every connection lands on some worker: many fresh ones all get the route.
     for (let i = 0; i < 20; i++) assert.equal((await http(dp.port, '/workers')).status, 200);
     assert.match(dp.proc.output, /worker died; starting a new one/);
+  });
+
+  test('upstreams that reset mid-response or answer garbage never kill a worker', async () => {
+    const dp = dps[1]; // two workers
+    const workers = await waitFor('two workers', async () => (workersOf(dp).length === 2 ? workersOf(dp).sort() : null));
+    const deaths = () => dp.proc.output.split('worker died').length;
+    const deathsBefore = deaths();
+    // Reads a request head, then either sends half a response and resets, or sends garbage.
+    const bad = createNetServer((socket) => {
+      let head = '';
+      socket.on('data', (chunk) => {
+        head += chunk;
+        if (!head.includes('\r\n\r\n')) return;
+        if (head.startsWith('GET /bad/reset')) {
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial');
+          socket.resetAndDestroy();
+        } else socket.end('NOT HTTP AT ALL\r\n\r\n');
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', r));
+    try {
+      const badPort = (bad.address() as AddressInfo).port;
+      assert.equal((await admin('/services', 'POST', { name: 'bad', url: `http://127.0.0.1:${badPort}` })).status, 201);
+      assert.equal((await admin('/services/bad/routes', 'POST', { name: 'bad', paths: ['/bad'], strip_path: false })).status, 201);
+      await waitFor('bad route on the two-worker data plane', async () => (await http(dp.port, '/bad/garbage')).status === 502, 20_000, procs());
+      // Raw requests: the client sees the head, part of the body, then the connection closed.
+      const rawGet = (path: string) =>
+        new Promise<string>((resolve, reject) => {
+          let text = '';
+          const socket = createConnection(dp.port, '127.0.0.1', () => socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`));
+          socket.setTimeout(10_000, () => socket.destroy(new Error(`${path} timed out`)));
+          socket.on('data', (c) => (text += c));
+          socket.on('error', () => {});
+          socket.on('close', () => resolve(text));
+          socket.once('timeout', () => reject(new Error(`${path} timed out`)));
+        });
+      for (let i = 0; i < 10; i++) {
+        const cut = await rawGet('/bad/reset');
+        assert.match(cut, /^HTTP\/1\.1 200 OK\r\n[\s\S]*partial$/);
+        const garbage = await http(dp.port, '/bad/garbage');
+        assert.equal(garbage.status, 502);
+        assert.deepEqual(garbage.json(), { message: 'An invalid response was received from the upstream server' });
+      }
+      assert.deepEqual(workersOf(dp).sort(), workers, 'the same two workers');
+      assert.equal(deaths(), deathsBefore, 'no worker died');
+    } finally {
+      bad.close();
+    }
   });
 
   test('with the control plane killed, both data planes keep serving', async () => {

@@ -130,6 +130,17 @@ function hasStreamedBody(req: IncomingMessage): boolean {
 }
 
 const SOCKET_LISTENING = Symbol('gatehouse.readTimeoutListener');
+/** The client response an upstream response is piped into. */
+const CLIENT_RESPONSE = Symbol('gatehouse.clientResponse');
+
+/**
+ * `close` listener of an upstream response (`this`), shared by every one: cut short (the
+ * upstream reset or closed mid-body), it cuts the client's response short too, as nginx does.
+ * `pipe()` alone would leave the client waiting for the rest of the body forever.
+ */
+function onUpstreamResponseClose(this: IncomingMessage & { [CLIENT_RESPONSE]?: ServerResponse }): void {
+  if (!this.complete) this[CLIENT_RESPONSE]?.destroy();
+}
 
 /**
  * `timeout` listener of an upstream socket (`this`), shared by every socket: the request it
@@ -187,6 +198,8 @@ export class HttpProxyEngine implements ForwardingEngine {
         state.responded = false;
         return request.onUpstreamError('invalid', err as Error);
       }
+      (proxyRes as IncomingMessage & { [CLIENT_RESPONSE]?: ServerResponse })[CLIENT_RESPONSE] = res;
+      proxyRes.on('close', onUpstreamResponseClose);
       proxyRes.pipe(res);
     });
     // Errors without a per-call callback (should not happen): never crash.

@@ -142,6 +142,18 @@ function onUpstreamResponseClose(this: IncomingMessage & { [CLIENT_RESPONSE]?: S
   if (!this.complete) this[CLIENT_RESPONSE]?.destroy();
 }
 
+/** The upstream response a client response is fed from. */
+const UPSTREAM_RESPONSE = Symbol('gatehouse.upstreamResponse');
+
+/**
+ * `close` listener of a client response (`this`), shared by every one: closed before it was
+ * finished (the client left), it drops the upstream response and its connection, which could
+ * not be reused mid-body anyway. Otherwise the upstream would hold it until read_timeout.
+ */
+function onClientResponseClose(this: ServerResponse & { [UPSTREAM_RESPONSE]?: IncomingMessage }): void {
+  if (!this.writableFinished) this[UPSTREAM_RESPONSE]?.destroy();
+}
+
 /**
  * `timeout` listener of an upstream socket (`this`), shared by every socket: the request it
  * carries now, if any, timed out reading. An idle socket in the agent's pool carries none (the
@@ -198,8 +210,11 @@ export class HttpProxyEngine implements ForwardingEngine {
         state.responded = false;
         return request.onUpstreamError('invalid', err as Error);
       }
+      // Either side cut short cuts the other short; pipe() alone would leave it waiting.
       (proxyRes as IncomingMessage & { [CLIENT_RESPONSE]?: ServerResponse })[CLIENT_RESPONSE] = res;
+      (res as ServerResponse & { [UPSTREAM_RESPONSE]?: IncomingMessage })[UPSTREAM_RESPONSE] = proxyRes;
       proxyRes.on('close', onUpstreamResponseClose);
+      res.on('close', onClientResponseClose);
       proxyRes.pipe(res);
     });
     // Errors without a per-call callback (should not happen): never crash.

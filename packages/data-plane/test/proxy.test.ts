@@ -449,6 +449,39 @@ describe('proxy', () => {
     }
   });
 
+  test('a client that leaves mid-download releases the upstream connection at once (not after read_timeout)', async () => {
+    let upstreamClosed!: () => void;
+    const closed = new Promise<void>((r) => (upstreamClosed = r));
+    const endless = await startUpstream('endless', (_r, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const timer = setInterval(() => res.write(Buffer.alloc(16 * 1024, 1)), 20);
+      res.on('close', () => {
+        clearInterval(timer);
+        upstreamClosed();
+      });
+      return true;
+    });
+    try {
+      const svc = service({ host: '127.0.0.1', port: endless.port, read_timeout: 60_000 });
+      await apply({ services: [svc], routes: [route({ paths: ['/endless'] }, svc)] });
+      await new Promise<void>((resolve, reject) => {
+        const r = httpRequest({ host: '127.0.0.1', port, path: '/endless', agent: false }, (res) => {
+          res.once('data', () => {
+            r.destroy();
+            resolve();
+          });
+        });
+        r.on('error', () => {});
+        r.once('error', reject);
+        r.end();
+      });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([closed, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('the upstream connection outlived its client')), 3000)))]).finally(() => clearTimeout(timer));
+    } finally {
+      await endless.close();
+    }
+  });
+
   test('a snapshot swap does not disturb a request in flight: it finishes on the old config', async () => {
     const old = await startUpstream('old', (_r, res) => {
       setTimeout(() => res.end(JSON.stringify({ upstream: 'old' })), 300);

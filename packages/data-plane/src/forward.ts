@@ -119,8 +119,12 @@ interface AttemptState {
   timedOut: boolean;
   connected: boolean;
   responded: boolean;
-  /** The upstream request of the current attempt, once its socket is connected. */
+  /** The upstream request of the current attempt, once it has a socket. */
   proxyReq: ClientRequest | null;
+  /** The upstream's response, once its head arrived. */
+  proxyRes: IncomingMessage | null;
+  /** The client closed its connection before its response was finished: nothing more to do. */
+  clientGone: boolean;
 }
 
 function hasStreamedBody(req: IncomingMessage): boolean {
@@ -142,16 +146,19 @@ function onUpstreamResponseClose(this: IncomingMessage & { [CLIENT_RESPONSE]?: S
   if (!this.complete) this[CLIENT_RESPONSE]?.destroy();
 }
 
-/** The upstream response a client response is fed from. */
-const UPSTREAM_RESPONSE = Symbol('gatehouse.upstreamResponse');
-
 /**
  * `close` listener of a client response (`this`), shared by every one: closed before it was
- * finished (the client left), it drops the upstream response and its connection, which could
- * not be reused mid-body anyway. Otherwise the upstream would hold it until read_timeout.
+ * finished (the client left), it drops the upstream request or response and its connection,
+ * as nginx does by default. Otherwise the upstream would go on working for nobody, and keep
+ * the connection until read_timeout. No retry follows (see onError).
  */
-function onClientResponseClose(this: ServerResponse & { [UPSTREAM_RESPONSE]?: IncomingMessage }): void {
-  if (!this.writableFinished) this[UPSTREAM_RESPONSE]?.destroy();
+function onClientResponseClose(this: ServerResponse): void {
+  if (this.writableFinished) return;
+  const state = (this.req as any)?.[STATE] as AttemptState | undefined;
+  if (!state) return;
+  state.clientGone = true;
+  if (state.proxyRes) state.proxyRes.destroy();
+  else state.proxyReq?.destroy();
 }
 
 /**
@@ -196,6 +203,7 @@ export class HttpProxyEngine implements ForwardingEngine {
       const state = (req as any)[STATE] as AttemptState | undefined;
       if (!state) return void proxyRes.resume();
       state.responded = true;
+      state.proxyRes = proxyRes;
       const { request } = state;
       const head = request.onUpstreamResponse(proxyRes);
       (proxyRes.socket as PooledSocket)[KEEP_ALIVE_HINT] = request.upstreamKeepAlive;
@@ -210,11 +218,9 @@ export class HttpProxyEngine implements ForwardingEngine {
         state.responded = false;
         return request.onUpstreamError('invalid', err as Error);
       }
-      // Either side cut short cuts the other short; pipe() alone would leave it waiting.
+      // An upstream response cut short cuts the client's short (the other way: onClientResponseClose).
       (proxyRes as IncomingMessage & { [CLIENT_RESPONSE]?: ServerResponse })[CLIENT_RESPONSE] = res;
-      (res as ServerResponse & { [UPSTREAM_RESPONSE]?: IncomingMessage })[UPSTREAM_RESPONSE] = proxyRes;
       proxyRes.on('close', onUpstreamResponseClose);
-      res.on('close', onClientResponseClose);
       proxyRes.pipe(res);
     });
     // Errors without a per-call callback (should not happen): never crash.
@@ -237,8 +243,11 @@ export class HttpProxyEngine implements ForwardingEngine {
       connected: false,
       responded: false,
       proxyReq: null,
+      proxyRes: null,
+      clientGone: false,
     };
     (req as any)[STATE] = state;
+    request.res.on('close', onClientResponseClose);
     this.attempt(state);
   }
 
@@ -272,6 +281,9 @@ export class HttpProxyEngine implements ForwardingEngine {
   private onProxyReq(proxyReq: ClientRequest, req: IncomingMessage) {
     const state = (req as any)[STATE] as AttemptState | undefined;
     if (!state) return;
+    // A retry's request, started just as the client left.
+    if (state.clientGone) return void proxyReq.destroy();
+    state.proxyReq = proxyReq;
     const { upstream } = state;
     const socket = proxyReq.socket as Socket;
     if (socket.connecting) {
@@ -290,7 +302,6 @@ export class HttpProxyEngine implements ForwardingEngine {
   /** The upstream socket is connected (a reused keep-alive socket: at once). No closure per request. */
   private connected(state: AttemptState, proxyReq: ClientRequest) {
     state.connected = true;
-    state.proxyReq = proxyReq;
     // read_timeout: the longest silence allowed while waiting for the upstream. Set on the socket
     // with one listener per socket for its whole life: ClientRequest.setTimeout would add and
     // remove listeners (and bind two functions) on every request.
@@ -332,6 +343,8 @@ export class HttpProxyEngine implements ForwardingEngine {
   }
 
   private onError(state: AttemptState, err: Error) {
+    // We cut the upstream off because the client left: no answer, no retry, no upstream failure to log.
+    if (state.clientGone) return;
     const code = (err as NodeJS.ErrnoException).code ?? '';
     const { request, upstream } = state;
     if (request.res.headersSent || state.responded) {

@@ -482,6 +482,36 @@ describe('proxy', () => {
     }
   });
 
+  test('a client that leaves before the answer: the upstream request is dropped at once and not retried', async () => {
+    let started = 0;
+    let dropped!: () => void;
+    const droppedEarly = new Promise<void>((r) => (dropped = r));
+    const slow = await startUpstream('slow-answer', (_r, res) => {
+      started++;
+      const timer = setTimeout(() => res.end('too late'), 5000);
+      res.on('close', () => {
+        clearTimeout(timer);
+        if (!res.writableFinished) dropped();
+      });
+      return true;
+    });
+    try {
+      const svc = service({ host: '127.0.0.1', port: slow.port, retries: 3 });
+      await apply({ services: [svc], routes: [route({ paths: ['/slow-answer'] }, svc)] });
+      const r = httpRequest({ host: '127.0.0.1', port, path: '/slow-answer', agent: false });
+      r.on('error', () => {});
+      r.end();
+      await waitFor('the upstream got the request', () => started === 1);
+      r.destroy();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([droppedEarly, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('the upstream went on working for a client that left')), 3000)))]).finally(() => clearTimeout(timer));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(started, 1, 'no retry');
+    } finally {
+      await slow.close();
+    }
+  });
+
   test('a snapshot swap does not disturb a request in flight: it finishes on the old config', async () => {
     const old = await startUpstream('old', (_r, res) => {
       setTimeout(() => res.end(JSON.stringify({ upstream: 'old' })), 300);

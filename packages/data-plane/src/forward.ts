@@ -134,16 +134,14 @@ function hasStreamedBody(req: IncomingMessage): boolean {
 }
 
 const SOCKET_LISTENING = Symbol('gatehouse.readTimeoutListener');
-/** The client response an upstream response is piped into. */
-const CLIENT_RESPONSE = Symbol('gatehouse.clientResponse');
-
 /**
- * `close` listener of an upstream response (`this`), shared by every one: cut short (the
- * upstream reset or closed mid-body), it cuts the client's response short too, as nginx does.
- * `pipe()` alone would leave the client waiting for the rest of the body forever.
+ * `close` listener of an upstream response (`this`, carrying its attempt like the client's
+ * request), shared by every one: cut short (the upstream reset or closed mid-body), it cuts
+ * the client's response short too, as nginx does. `pipe()` alone would leave the client
+ * waiting for the rest of the body forever.
  */
-function onUpstreamResponseClose(this: IncomingMessage & { [CLIENT_RESPONSE]?: ServerResponse }): void {
-  if (!this.complete) this[CLIENT_RESPONSE]?.destroy();
+function onUpstreamResponseClose(this: IncomingMessage): void {
+  if (!this.complete) ((this as any)[STATE] as AttemptState | undefined)?.request.res.destroy();
 }
 
 /**
@@ -219,7 +217,7 @@ export class HttpProxyEngine implements ForwardingEngine {
         return request.onUpstreamError('invalid', err as Error);
       }
       // An upstream response cut short cuts the client's short (the other way: onClientResponseClose).
-      (proxyRes as IncomingMessage & { [CLIENT_RESPONSE]?: ServerResponse })[CLIENT_RESPONSE] = res;
+      (proxyRes as any)[STATE] = state;
       proxyRes.on('close', onUpstreamResponseClose);
       proxyRes.pipe(res);
     });

@@ -170,6 +170,22 @@ describe('proxy', () => {
     assert.equal((await req(port, '/ok')).status, 200);
   });
 
+  test("an upstream host that cannot be resolved: Kong's 503 naming it, and the proxy keeps serving", async () => {
+    // A 64-character label is refused by the system resolver itself (ENOTFOUND), so no query
+    // ever leaves the machine; any other unknown name would go to the configured DNS server.
+    const unresolvable = `${'a'.repeat(64)}.example`;
+    const svc = service({ host: unresolvable, port: up.port, retries: 5 });
+    const ok = service({ host: '127.0.0.1', port: up.port });
+    await apply({ services: [svc, ok], routes: [route({ paths: ['/nxdomain'] }, svc), route({ paths: ['/ok'] }, ok)] });
+    const before = up.requests;
+    const res = await req(port, '/nxdomain');
+    assert.equal(res.status, 503);
+    assert.deepEqual(res.json(), { message: 'name resolution failed' });
+    assert.match(res.headers['x-request-id'] as string, /\S/);
+    assert.equal(up.requests, before, 'nothing reached an upstream');
+    assert.equal((await req(port, '/ok')).status, 200);
+  });
+
   test('connections reset by the upstream are retried up to service.retries', async () => {
     const flaky = await startUpstream('flaky');
     // A front whose first `resets` connections are accepted and reset before any response.

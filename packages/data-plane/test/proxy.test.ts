@@ -2,7 +2,7 @@
 // snapshot contract (MemoryStore: the all-in-one mode's real store).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { request as httpRequest } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createConnection, createServer as createNetServer, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -431,6 +431,43 @@ describe('proxy', () => {
       assert.deepEqual(res.json(), { bytes: big.length });
     } finally {
       await streaming.close();
+    }
+  });
+
+  test('one keep-alive client connection carries bodyless and body requests one after another, each forwarded whole', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port });
+    await apply({ services: [svc], routes: [route({ paths: ['/'] }, svc)] });
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    const send = (method: string, path: string, body?: string) =>
+      new Promise<{ status: number; echo: Echo | null; reused: boolean }>((resolve, reject) => {
+        const r = httpRequest({ host: '127.0.0.1', port, path, method, agent, headers: body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode!, echo: text ? JSON.parse(text) : null, reused: r.reusedSocket }));
+        });
+        r.on('error', reject);
+        r.end(body);
+      });
+    try {
+      const sequence: [string, string, string?][] = [
+        ['GET', '/a'],
+        ['POST', '/b', 'posted body'],
+        ['GET', '/c?x=1'],
+        ['DELETE', '/d'],
+        ['PUT', '/e', ''],
+        ['GET', '/f'],
+      ];
+      for (const [i, [method, path, body]] of sequence.entries()) {
+        const res = await send(method, path, body);
+        assert.equal(res.status, 200, `${method} ${path}`);
+        assert.equal(res.reused, i > 0, `${method} ${path} on the same client connection`);
+        assert.equal(res.echo!.method, method);
+        assert.equal(res.echo!.url, path);
+        assert.equal(res.echo!.body, body ?? '');
+      }
+    } finally {
+      agent.destroy();
     }
   });
 

@@ -137,11 +137,33 @@ const SOCKET_LISTENING = Symbol('gatehouse.readTimeoutListener');
 /**
  * `close` listener of an upstream response (`this`, carrying its attempt like the client's
  * request), shared by every one: cut short (the upstream reset or closed mid-body), it cuts
- * the client's response short too, as nginx does. `pipe()` alone would leave the client
- * waiting for the rest of the body forever.
+ * the client's response short too, as nginx does. Without it the client would wait for
+ * the rest of the body forever.
  */
 function onUpstreamResponseClose(this: IncomingMessage): void {
   if (!this.complete) ((this as any)[STATE] as AttemptState | undefined)?.request.res.destroy();
+}
+
+/**
+ * The upstream response's body goes to the client through listeners shared by every response
+ * (`this`, carrying its attempt): what `pipe()` would do, without its per-request setup and
+ * teardown of seven listeners. A client that reads slowly pauses the upstream until its
+ * response drains; either side closing early is handled by the `close` listeners.
+ */
+function relayChunk(this: IncomingMessage, chunk: Buffer): void {
+  const res = ((this as any)[STATE] as AttemptState).request.res;
+  if (!res.write(chunk)) {
+    this.pause();
+    res.once('drain', onClientDrain);
+  }
+}
+
+function relayEnd(this: IncomingMessage): void {
+  ((this as any)[STATE] as AttemptState).request.res.end();
+}
+
+function onClientDrain(this: ServerResponse): void {
+  ((this.req as any)?.[STATE] as AttemptState | undefined)?.proxyRes?.resume();
 }
 
 /**
@@ -242,7 +264,8 @@ export class HttpProxyEngine implements ForwardingEngine {
       // An upstream response cut short cuts the client's short (the other way: onClientResponseClose).
       (proxyRes as any)[STATE] = state;
       proxyRes.on('close', onUpstreamResponseClose);
-      proxyRes.pipe(res);
+      proxyRes.on('data', relayChunk);
+      proxyRes.on('end', relayEnd);
     });
     // Errors without a per-call callback (should not happen): never crash.
     proxy.on('error', () => {});

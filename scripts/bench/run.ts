@@ -2,8 +2,8 @@
 // minutes in all with the defaults). Not part of `npm test`.
 //   BENCH_DURATION_MS (default 4000) per load run, BENCH_CONCURRENCY (32), BENCH_WORKERS (1),
 //   BENCH_ONLY=<case name substring> to run some cases only, BENCH_VERBOSE=1 to print every
-//   proxy run, BENCH_PROXY_ROUNDS (10) rounds of proxy runs (each a run of every proxy process,
-//   half of BENCH_DURATION_MS long).
+//   proxy run, BENCH_PROXY_ROUNDS (6) rounds of proxy runs (each a run of every proxy process,
+//   half of BENCH_DURATION_MS long), BENCH_PROXY_PROCESSES (4) processes of each proxy compared.
 // Add a case: a module under scripts/bench/cases/ (or beside this file) exporting a BenchCase,
 // and one entry in `cases` below.
 import type { BenchCase, BenchResult } from './lib.ts';

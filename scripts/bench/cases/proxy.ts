@@ -61,7 +61,12 @@ export const proxyCase: BenchCase = {
     const store = new RedisStore({ url: REDIS_URL, prefix });
     const widePrefix = testRedisPrefix();
     const wideStore = new RedisStore({ url: REDIS_URL, prefix: widePrefix });
-    const dirs = [tempDir('gatehouse-bench-'), tempDir('gatehouse-bench-'), tempDir('gatehouse-bench-')];
+    // Processes of each proxy (an even number): the same program runs up to 15% faster or slower
+    // from one process to the next on this machine, for as long as the process lives (where its
+    // memory happens to land), so a verdict on one or two processes of each would be luck.
+    const perKind = Math.max(2, 2 * Math.round(Number(process.env.BENCH_PROXY_PROCESSES ?? 4) / 2) || 4);
+    const wideCount = perKind / 2;
+    const dirs: ReturnType<typeof tempDir>[] = [];
     try {
       // One worker: each proxy gets core 0 to itself while it is measured (see lib's placement).
       const place = workers === 1 ? placement : null;
@@ -77,17 +82,19 @@ export const proxyCase: BenchCase = {
         return { port: bare.info.port as number, pid: bare.child.pid! };
       };
 
-      // Gatehouse data planes (no plugins), fed through Redis as the control plane does: two
-      // with a single route, and through another prefix one that gets 10,000 routes in the way.
+      // Gatehouse data planes (no plugins), fed through Redis as the control plane does: some
+      // with a single route, and through another prefix some that get 10,000 routes in the way.
       const svc = service({ host: '127.0.0.1', port: upstreamPort });
       const oneRoute = snapshot(1, { services: [svc], routes: [route({ paths: ['/'] }, svc)] });
       await publishSnapshot(store, oneRoute);
       await publishSnapshot(wideStore, oneRoute);
-      const startGatehouse = async (redisPrefix: string, dir: string) => {
+      const startGatehouse = async (redisPrefix: string) => {
+        const dir = tempDir('gatehouse-bench-');
+        dirs.push(dir);
         const port = await getFreePort();
         const dp = await gatehouse(
           'data-plane',
-          { REDIS_URL, GATEHOUSE_REDIS_PREFIX: redisPrefix, GATEHOUSE_WORKERS: String(workers), GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${port}`, GATEHOUSE_DATA_DIR: dir, GATEHOUSE_LOG_LEVEL: 'error' },
+          { REDIS_URL, GATEHOUSE_REDIS_PREFIX: redisPrefix, GATEHOUSE_WORKERS: String(workers), GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${port}`, GATEHOUSE_DATA_DIR: dir.path, GATEHOUSE_LOG_LEVEL: 'error' },
           /proxy listening on/,
         );
         children.push(dp);
@@ -95,12 +102,14 @@ export const proxyCase: BenchCase = {
         await until('data plane serving', async () => (await get(port, '/bench')) === 200);
         return { port, pid: dp.child.pid! };
       };
-      // Two processes of each proxy: the same program runs a few percent faster or slower from
-      // one process to the next (where its memory happens to land), and one pair would make that
-      // luck part of the verdict.
-      const floors = [await startFloor(), await startFloor()];
-      const dps = [await startGatehouse(prefix, dirs[0].path), await startGatehouse(prefix, dirs[1].path)];
-      const wideDp = await startGatehouse(widePrefix, dirs[2].path);
+      const floors: Awaited<ReturnType<typeof startFloor>>[] = [];
+      const dps: Awaited<ReturnType<typeof startGatehouse>>[] = [];
+      const wideDps: Awaited<ReturnType<typeof startGatehouse>>[] = [];
+      for (let i = 0; i < perKind; i++) {
+        floors.push(await startFloor());
+        dps.push(await startGatehouse(prefix));
+        if (i < wideCount) wideDps.push(await startGatehouse(widePrefix));
+      }
 
       // 10,000 routes: the request hits one of them (by host and path), the rest are in the way.
       const routes: RouteEntity[] = [];
@@ -111,7 +120,9 @@ export const proxyCase: BenchCase = {
       const t0 = Date.now();
       await publishSnapshot(wideStore, snapshot(2, { services: [svc], routes }));
       const wideHost = { host: 'h7777.example.test' };
-      await until('10,000-route snapshot', async () => (await get(wideDp.port, '/svc7777/api/x', undefined, wideHost)) === 200 && (await get(wideDp.port, '/bench')) === 404, 60_000);
+      for (const wideDp of wideDps) {
+        await until('10,000-route snapshot', async () => (await get(wideDp.port, '/svc7777/api/x', undefined, wideHost)) === 200 && (await get(wideDp.port, '/bench')) === 404, 60_000);
+      }
       const applyMs = Date.now() - t0;
 
       const direct = await load({ url: `http://127.0.0.1:${upstreamPort}/bench`, durationMs, concurrency, cpus });
@@ -119,7 +130,7 @@ export const proxyCase: BenchCase = {
       const proxies: { kind: Kind; name: string; port: number; pid: number; path: string; headers?: Record<string, string> }[] = [
         ...floors.map((f, i) => ({ kind: 'floor' as const, name: `floor #${i + 1}`, ...f, path: '/bench' })),
         ...dps.map((d, i) => ({ kind: 'gatehouse' as const, name: `gatehouse #${i + 1}`, ...d, path: '/bench' })),
-        { kind: 'wide', name: 'gatehouse, 10,000 routes', ...wideDp, path: '/svc7777/api/x', headers: wideHost },
+        ...wideDps.map((d, i) => ({ kind: 'wide' as const, name: `gatehouse, 10,000 routes #${i + 1}`, ...d, path: '/svc7777/api/x', headers: wideHost })),
       ];
       // Warmed up alike before anything is counted: CPU per request is meant as the steady
       // state, not the JIT compiling each program's code during the first seconds.
@@ -128,17 +139,22 @@ export const proxyCase: BenchCase = {
       // Rounds of one short run per proxy process. This machine's speed drifts (up to 2x within
       // minutes), so each ratio is taken within a round (the mean of one kind's processes over
       // the other's) and the verdict is the median over the rounds; the best run of each kind is
-      // shown beside it. A round runs floor, gatehouse, 10,000 routes, gatehouse, floor: each
-      // kind's runs are centred on the same moment, so a drift steady over the round cancels
-      // out. Every other round swaps the two processes of each kind.
+      // shown beside it. A round runs groups of floor, gatehouse, 10,000 routes, gatehouse,
+      // floor: each kind's runs are centred on the same moment, so a drift steady over the round
+      // cancels out. Every other round runs in reverse.
       type Run = LoadResult & { cpuUs: number };
-      const rounds = Math.max(1, Number(process.env.BENCH_PROXY_ROUNDS ?? 10) || 1);
+      const rounds = Math.max(1, Number(process.env.BENCH_PROXY_ROUNDS ?? 6) || 1);
+      // Indices into proxies: floors from 0, data planes from perKind, 10,000-route ones from 2 × perKind.
+      const groups: number[] = [];
+      for (let g = 0; g < wideCount; g++) {
+        const [f, d] = [2 * g, perKind + 2 * g];
+        groups.push(f, d, 2 * perKind + g, d + 1, f + 1);
+      }
       const roundMs = Math.max(500, Math.round(durationMs / 2));
       const warmupMs = 300;
       const runs: Run[][] = proxies.map(() => []);
       for (let r = 0; r < rounds; r++) {
-        // Indices into proxies: floors 0 and 1, data planes 2 and 3, the 10,000-route one 4.
-        const order = r % 2 === 0 ? [0, 2, 4, 3, 1] : [1, 3, 4, 2, 0];
+        const order = r % 2 === 0 ? groups : [...groups].reverse();
         for (const i of order) {
           const p = proxies[i];
           const before = cpuMs(p.pid);
@@ -168,8 +184,8 @@ export const proxyCase: BenchCase = {
       const allOk = (list: Run[]) => list.every((r) => r.errors === 0 && (r.statuses['200'] ?? 0) === r.requests);
       const results: BenchResult[] = [
         { name: `upstream direct (1 process)`, value: round(direct.rps, 0), unit: 'req/s', target: 'reference', pass: direct.errors === 0, detail: fmt(direct) },
-        { name: `bare http-proxy + keep-alive agent, ${workers} worker(s) (floor), best of 2 processes × ${rounds} runs`, value: round(floor.rps, 0), unit: 'req/s', target: 'reference', pass: allOk(floorRuns), detail: fmt(floor) },
-        { name: `gatehouse data plane, no plugins, ${workers} worker(s), best of 2 processes × ${rounds} runs`, value: round(gh.rps, 0), unit: 'req/s', target: 'reference', pass: allOk(ghRuns), detail: fmt(gh) },
+        { name: `bare http-proxy + keep-alive agent, ${workers} worker(s) (floor), best of ${perKind} processes × ${rounds} runs`, value: round(floor.rps, 0), unit: 'req/s', target: 'reference', pass: allOk(floorRuns), detail: fmt(floor) },
+        { name: `gatehouse data plane, no plugins, ${workers} worker(s), best of ${perKind} processes × ${rounds} runs`, value: round(gh.rps, 0), unit: 'req/s', target: 'reference', pass: allOk(ghRuns), detail: fmt(gh) },
         {
           name: `gatehouse / floor throughput, median of ${rounds} rounds`,
           value: round(throughput.median, 2),

@@ -2,7 +2,7 @@
 // each snapshot, the plugin pipeline (access → upstream → response → log) and Kong's proxy
 // errors. Nothing here touches express, Prisma or pg.
 import { randomBytes } from 'node:crypto';
-import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -120,6 +120,10 @@ class Exchange implements RequestContext, ForwardRequest {
   }
 
   setUpstreamHeader(name: string, value: string | null): void {
+    // Checked here, where the plugin at fault is known (its handler fails: a 500 and a log line
+    // naming it); Node would refuse the header only later, in the middle of forwarding.
+    validateHeaderName(name);
+    if (value !== null) validateHeaderValue(name, value);
     const key = name.toLowerCase();
     if (key === 'host') {
       if (value !== null) this.req.headers.host = value;
@@ -183,7 +187,6 @@ class Exchange implements RequestContext, ForwardRequest {
 
   respond(status: number, body: unknown, headers?: Record<string, string>): void {
     if (this.responded) return;
-    this._responded = true;
     const res = this.res;
     let payload: Buffer;
     let type: string | null = null;
@@ -200,7 +203,9 @@ class Exchange implements RequestContext, ForwardRequest {
     res.setHeader('content-length', payload.length);
     res.setHeader('via', VIA);
     res.setHeader('x-request-id', this.requestId);
+    // Marked responded only now: a header Node refuses throws first, and the plugin's failure still gets its 500.
     if (headers) for (const k in headers) res.setHeader(k, headers[k]);
+    this._responded = true;
     res.statusCode = status;
     res.end(payload);
   }
@@ -316,7 +321,14 @@ class Exchange implements RequestContext, ForwardRequest {
     if (!route.preserve_host) out.host = upstream.hostHeader;
     if (this.bufferedBody) out['content-length'] = String(this.bufferedBody.length);
     req.headers = out;
-    this.proxy.engine.forward(this, upstream);
+    try {
+      this.proxy.engine.forward(this, upstream);
+    } catch (err) {
+      // Whatever the engine throws before anything reached the upstream is answered, never left
+      // to crash the worker (or to leave the client waiting, from a plugin's promise).
+      this.proxy.logger.error('forwarding failed', { request_id: this.requestId, route: this.payload.route.id, error: err instanceof Error ? err.message : String(err) });
+      this.fail(500, BODY_500);
+    }
   }
 
   /**

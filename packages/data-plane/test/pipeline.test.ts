@@ -16,16 +16,19 @@ let factoryCalls = 0;
 const snapshotsSeen: number[] = [];
 const logged: { id: string; status: number; consumer: string | null }[] = [];
 
-/** Tags the upstream request with its config's tag; `deny` short-circuits; `fail` throws. */
-const tagger: PluginDefinition<{ tag: string; deny?: boolean; fail?: boolean; async?: boolean }> = {
+/**
+ * Tags the upstream request with its config's tag; `deny` short-circuits; `fail` throws; `raw`
+ * writes the tag into the request's headers itself, past setUpstreamHeader's checks.
+ */
+const tagger: PluginDefinition<{ tag: string; deny?: boolean; fail?: boolean; async?: boolean; raw?: boolean }> = {
   name: 'tagger',
   version: '1.0.0',
   priority: 1000,
-  configSchema: z.strictObject({ tag: z.string(), deny: z.boolean().optional(), fail: z.boolean().optional(), async: z.boolean().optional() }),
+  configSchema: z.strictObject({ tag: z.string(), deny: z.boolean().optional(), fail: z.boolean().optional(), async: z.boolean().optional(), raw: z.boolean().optional() }),
   dataPlane: async () => ({
     default: () => {
       factoryCalls++;
-      const handler: PluginHandler<{ tag: string; deny?: boolean; fail?: boolean; async?: boolean }> = {
+      const handler: PluginHandler<{ tag: string; deny?: boolean; fail?: boolean; async?: boolean; raw?: boolean }> = {
         onSnapshot(s: Snapshot) {
           snapshotsSeen.push(s.version);
         },
@@ -34,7 +37,8 @@ const tagger: PluginDefinition<{ tag: string; deny?: boolean; fail?: boolean; as
           if (config.async) await new Promise((r) => setTimeout(r, 5));
           if (config.fail) throw new Error('tagger exploded');
           if (config.deny) return ctx.respond(403, { message: `denied by ${config.tag}` }, { 'x-denied': '1' });
-          ctx.setUpstreamHeader('X-Tag', config.tag);
+          if (config.raw) ctx.req.headers['x-tag'] = config.tag;
+          else ctx.setUpstreamHeader('X-Tag', config.tag);
           ctx.setUpstreamHeader('X-Consumer-ID', ctx.consumer?.id ?? null);
         },
         response(ctx, config, upstream) {
@@ -214,6 +218,32 @@ describe('plugin pipeline', () => {
     assert.equal(res.status, 500);
     assert.deepEqual(res.json(), { message: 'An unexpected error occurred' });
     assert.ok(res.headers['x-request-id']);
+    assert.equal((await req(port, '/fine')).status, 200);
+  });
+
+  test('a plugin that sets an upstream header Node refuses to send (a newline in it): 500, the data plane keeps serving', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port });
+    const sync = route({ paths: ['/newline-sync'] }, svc);
+    const later = route({ paths: ['/newline-async'] }, svc);
+    const raw = route({ paths: ['/newline-raw'] }, svc);
+    const good = route({ paths: ['/fine'] }, svc);
+    await apply({
+      services: [svc],
+      routes: [sync, later, raw, good],
+      plugins: [
+        plugin('tagger', { tag: 'a\nb' }, { route: { id: sync.id } }),
+        plugin('tagger', { tag: 'a\r\nX-Injected: 1', async: true }, { route: { id: later.id } }),
+        plugin('tagger', { tag: 'a\nb', async: true, raw: true }, { route: { id: raw.id } }),
+      ],
+    });
+    const before = up.requests;
+    for (const path of ['/newline-sync', '/newline-async', '/newline-raw']) {
+      const res = await req(port, path);
+      assert.equal(res.status, 500, path);
+      assert.deepEqual(res.json(), { message: 'An unexpected error occurred' });
+      assert.ok(res.headers['x-request-id']);
+    }
+    assert.equal(up.requests, before, 'nothing reached the upstream');
     assert.equal((await req(port, '/fine')).status, 200);
   });
 

@@ -22,3 +22,13 @@ export function createLogger(options: { level?: string; role: string; silent?: b
     transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn'] })],
   });
 }
+
+/**
+ * Logs a stray promise rejection instead of dying of it (Node's default): a gateway process
+ * keeps serving everything else, as an nginx worker outlives one request's Lua error.
+ */
+export function surviveUnhandledRejections(logger: Logger): void {
+  process.on('unhandledRejection', (reason) => {
+    logger.error('unhandled rejection', { error: String((reason as Error)?.message ?? reason).split('\n')[0] });
+  });
+}

@@ -2,7 +2,7 @@
 // snapshots its primary sends. Its own Redis connection is only for the plugins' live state,
 // opened when a plugin first uses it: workers whose routes need no Redis add no connections.
 import { loadConfig } from '@gatehouse/core/config.ts';
-import { createLogger } from '@gatehouse/core/logger.ts';
+import { createLogger, surviveUnhandledRejections } from '@gatehouse/core/logger.ts';
 import type { DataPlaneServices } from '@gatehouse/core/plugin-sdk.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
 import { loadTlsCredentials } from '@gatehouse/core/tls.ts';
@@ -14,6 +14,7 @@ import { describeStore, resolveNodeId } from './sync.ts';
 
 const config = loadConfig();
 const logger = createLogger({ role: 'data-plane-worker', level: config.logLevel });
+surviveUnhandledRejections(logger);
 const store = new RedisStore({ url: config.redisUrl!, prefix: config.redisPrefix, onError: () => {}, lazy: true });
 const nodeId = resolveNodeId(config);
 const services: DataPlaneServices = { config, store, logger, nodeId };

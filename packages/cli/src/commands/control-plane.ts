@@ -13,10 +13,8 @@ export function register(program: Command): void {
         const { startControlPlane } = await import('@gatehouse/control-plane');
         const cp = await startControlPlane({ config });
         // A stray rejection in a background job is reported, not fatal: the admin API stays up.
-        process.on('unhandledRejection', (reason) => {
-          const text = String((reason as Error)?.message ?? reason).split('\n')[0];
-          process.stderr.write(`${JSON.stringify({ level: 'error', message: 'unhandled rejection', error: text, role: 'control-plane' })}\n`);
-        });
+        const { createLogger, surviveUnhandledRejections } = await import('@gatehouse/core/logger.ts');
+        surviveUnhandledRejections(createLogger({ role: 'control-plane', level: config.logLevel }));
         let stopping = false;
         const stop = (signal: string) => {
           if (stopping) return;

@@ -32,6 +32,8 @@ async function run(): Promise<void> {
         'To run the control plane and the proxy together without Redis, use `gatehouse start`.',
     );
   }
+  const { createLogger, surviveUnhandledRejections } = await import('@gatehouse/core/logger.ts');
+  surviveUnhandledRejections(createLogger({ role: 'data-plane', level: config.logLevel }));
   const { runDataPlane } = await import('@gatehouse/data-plane/cluster.ts');
   let dp: Awaited<ReturnType<typeof runDataPlane>>;
   try {

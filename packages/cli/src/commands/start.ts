@@ -20,6 +20,8 @@ async function run(): Promise<void> {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
+  const { createLogger, surviveUnhandledRejections } = await import('@gatehouse/core/logger.ts');
+  surviveUnhandledRejections(createLogger({ role: 'gatehouse', level: config.logLevel }));
   const { startControlPlane } = await import('@gatehouse/control-plane');
   const { MemoryStore } = await import('@gatehouse/core/store/memory.ts');
   const { startDataPlane, runDataPlane } = await import('@gatehouse/data-plane');

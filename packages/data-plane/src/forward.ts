@@ -241,6 +241,12 @@ export class HttpProxyEngine implements ForwardingEngine {
       buffer: NO_BODY,
     };
     const proxy = httpProxy.createProxyServer(options as httpProxy.ServerOptions);
+    // http-proxy's deleteLength pass gives a DELETE or OPTIONS without Content-Length a
+    // `Content-Length: 0` and drops its Transfer-Encoding, while the body still streams after
+    // it: a chunked body then reaches the upstream as a second request of its own (request
+    // smuggling past routing and plugins). Without the pass the request goes as it came.
+    const passes = proxy as unknown as { webPasses: ((...args: unknown[]) => unknown)[] };
+    passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
     proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
     proxy.on('proxyRes', (proxyRes, req) => {
       const state = (req as any)[STATE] as AttemptState | undefined;
@@ -278,6 +284,8 @@ export class HttpProxyEngine implements ForwardingEngine {
 
   forward(request: ForwardRequest, upstream: Upstream): void {
     const req = request.req;
+    // The client left already (while an access plugin was waiting, say): nothing goes upstream.
+    if (request.res.destroyed || req.socket.destroyed) return;
     const state: AttemptState = {
       request,
       upstream,
@@ -302,6 +310,7 @@ export class HttpProxyEngine implements ForwardingEngine {
     req.url = request.upstreamUrl;
     state.timedOut = false;
     state.connected = false;
+    state.gate = null;
     let body: Readable | typeof NO_BODY = NO_BODY;
     if (request.bufferedBody) body = Readable.from([request.bufferedBody]);
     else if (hasStreamedBody(req)) body = state.gate = new Readable({ read() {} });
@@ -310,7 +319,12 @@ export class HttpProxyEngine implements ForwardingEngine {
     // request's body without a per-request copy of the options. One callback for every request
     // (the state hangs off req): no closure per request.
     options.buffer = body;
-    server.web(req, request.res, this.onWebError as any);
+    try {
+      server.web(req, request.res, this.onWebError as any);
+    } finally {
+      // Not kept for the upstream's next request: it holds this one's body and client.
+      options.buffer = NO_BODY;
+    }
   }
 
   /** http-proxy's per-call error callback: `(err, req, res, target)`. */

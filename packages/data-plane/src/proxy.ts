@@ -56,6 +56,8 @@ function sendRaw(res: ServerResponse, status: number, body: Buffer, requestId: s
     if (!res.writableEnded) res.destroy();
     return;
   }
+  // Headers a plugin set for the response that did not happen (it failed halfway) are not this one's.
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
   const headers: Record<string, string | number> = { 'content-type': JSON_TYPE, 'content-length': body.length, via: VIA };
   if (requestId) headers['x-request-id'] = requestId;
   if (extra) Object.assign(headers, extra);

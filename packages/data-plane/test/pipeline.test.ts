@@ -2,6 +2,7 @@
 // Kong's scope precedence, consumer-scoped configs after authentication, body buffering,
 // failing handlers, and the handler lifecycle.
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { z } from 'zod';
 import type { PluginDefinition, PluginHandler, RequestContext } from '@gatehouse/core/plugin-sdk.ts';
@@ -17,26 +18,35 @@ const snapshotsSeen: number[] = [];
 const logged: { id: string; status: number; consumer: string | null }[] = [];
 
 /**
- * Tags the upstream request with its config's tag; `deny` short-circuits; `fail` throws; `raw`
- * writes the tag into the request's headers itself, past setUpstreamHeader's checks.
+ * Tags the upstream request with its config's tag; `deny` short-circuits (with `denyReason` in a
+ * header); `fail` throws; `async` waits `delayMs` (5) first; `raw` writes the tag into the
+ * request's headers itself, past setUpstreamHeader's checks.
  */
-const tagger: PluginDefinition<{ tag: string; deny?: boolean; fail?: boolean; async?: boolean; raw?: boolean }> = {
+const tagger: PluginDefinition<{ tag: string; deny?: boolean; denyReason?: string; fail?: boolean; async?: boolean; delayMs?: number; raw?: boolean }> = {
   name: 'tagger',
   version: '1.0.0',
   priority: 1000,
-  configSchema: z.strictObject({ tag: z.string(), deny: z.boolean().optional(), fail: z.boolean().optional(), async: z.boolean().optional(), raw: z.boolean().optional() }),
+  configSchema: z.strictObject({
+    tag: z.string(),
+    deny: z.boolean().optional(),
+    denyReason: z.string().optional(),
+    fail: z.boolean().optional(),
+    async: z.boolean().optional(),
+    delayMs: z.number().optional(),
+    raw: z.boolean().optional(),
+  }),
   dataPlane: async () => ({
     default: () => {
       factoryCalls++;
-      const handler: PluginHandler<{ tag: string; deny?: boolean; fail?: boolean; async?: boolean; raw?: boolean }> = {
+      const handler: PluginHandler<{ tag: string; deny?: boolean; denyReason?: string; fail?: boolean; async?: boolean; delayMs?: number; raw?: boolean }> = {
         onSnapshot(s: Snapshot) {
           snapshotsSeen.push(s.version);
         },
         async access(ctx, config) {
           calls.push(`tagger:${config.tag}`);
-          if (config.async) await new Promise((r) => setTimeout(r, 5));
+          if (config.async) await new Promise((r) => setTimeout(r, config.delayMs ?? 5));
           if (config.fail) throw new Error('tagger exploded');
-          if (config.deny) return ctx.respond(403, { message: `denied by ${config.tag}` }, { 'x-denied': '1' });
+          if (config.deny) return ctx.respond(403, { message: `denied by ${config.tag}` }, { 'x-denied': '1', ...(config.denyReason ? { 'x-deny-reason': config.denyReason } : {}) });
           if (config.raw) ctx.req.headers['x-tag'] = config.tag;
           else ctx.setUpstreamHeader('X-Tag', config.tag);
           ctx.setUpstreamHeader('X-Consumer-ID', ctx.consumer?.id ?? null);
@@ -245,6 +255,35 @@ describe('plugin pipeline', () => {
     }
     assert.equal(up.requests, before, 'nothing reached the upstream');
     assert.equal((await req(port, '/fine')).status, 200);
+  });
+
+  test("respond() with a header Node refuses: the plugin's 500, without the headers it had set", async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port });
+    const r = route({ paths: ['/deny-badly'] }, svc);
+    await apply({ services: [svc], routes: [r], plugins: [plugin('tagger', { tag: 'gate', deny: true, denyReason: 'a\nb' }, { route: { id: r.id } })] });
+    const res = await req(port, '/deny-badly');
+    assert.equal(res.status, 500);
+    assert.deepEqual(res.json(), { message: 'An unexpected error occurred' });
+    assert.equal(res.headers['x-denied'], undefined);
+    assert.equal(res.headers['content-length'], String(Buffer.byteLength(res.body)));
+  });
+
+  test('a client that leaves while an access plugin is still working: nothing is sent upstream', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port });
+    const slow = route({ paths: ['/slow-plugin'] }, svc);
+    await apply({ services: [svc], routes: [slow], plugins: [plugin('tagger', { tag: 'slow', async: true, delayMs: 300 }, { route: { id: slow.id } })] });
+    const before = up.requests;
+    for (const method of ['GET', 'DELETE', 'POST']) {
+      const client = httpRequest({ host: '127.0.0.1', port, path: '/slow-plugin', method, agent: false, headers: { 'content-length': '0' } });
+      client.on('error', () => {});
+      client.end();
+      await new Promise((r) => setTimeout(r, 50));
+      client.destroy();
+    }
+    // Past the plugin's 300 ms: a forwarded request would have reached the upstream by now.
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(up.requests, before, 'a request went upstream for a client that had left');
+    assert.equal((await req(port, '/slow-plugin')).status, 200);
   });
 
   test('disabled plugins and plugins not configured for the scheme are skipped', async () => {

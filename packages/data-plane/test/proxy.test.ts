@@ -186,6 +186,43 @@ describe('proxy', () => {
     assert.equal((await req(port, '/ok')).status, 200);
   });
 
+  test('a chunked body on DELETE or OPTIONS goes upstream as that request\'s body, never as a request of its own (no smuggling)', async () => {
+    const seen: { method: string; url: string; body: string }[] = [];
+    const recorder = await startUpstream('recorder', (r, res, body) => {
+      seen.push({ method: r.method!, url: r.url!, body: body.toString() });
+      res.end('ok');
+      return true;
+    });
+    try {
+      const svc = service({ host: '127.0.0.1', port: recorder.port });
+      await apply({ services: [svc], routes: [route({ paths: ['/'] }, svc)] });
+      for (const method of ['DELETE', 'OPTIONS']) {
+        const inner = 'GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Consumer-Username: admin\r\n\r\n';
+        const raw = `${method} /target HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${inner.length.toString(16)}\r\n${inner}\r\n0\r\n\r\n`;
+        const answer = await new Promise<string>((resolve, reject) => {
+          const socket = createConnection(port, '127.0.0.1');
+          let text = '';
+          socket.on('data', (d) => (text += d));
+          socket.on('close', () => resolve(text));
+          socket.on('error', reject);
+          socket.write(raw);
+        });
+        assert.match(answer, /^HTTP\/1\.1 200/, method);
+        // The upstream's pooled connection is reused: a smuggled request would show up on the next one.
+        assert.equal((await req(port, '/after')).status, 200);
+        assert.deepEqual(
+          seen.map((s) => `${s.method} ${s.url}`),
+          [`${method} /target`, 'GET /after'],
+          `what the upstream saw for ${method}`,
+        );
+        assert.equal(seen[0].body, inner);
+        seen.length = 0;
+      }
+    } finally {
+      await recorder.close();
+    }
+  });
+
   test('connections reset by the upstream are retried up to service.retries', async () => {
     const flaky = await startUpstream('flaky');
     // A front whose first `resets` connections are accepted and reset before any response.

@@ -29,6 +29,6 @@ export function createLogger(options: { level?: string; role: string; silent?: b
  */
 export function surviveUnhandledRejections(logger: Logger): void {
   process.on('unhandledRejection', (reason) => {
-    logger.error('unhandled rejection', { error: String((reason as Error)?.message ?? reason).split('\n')[0] });
+    logger.error('unhandled rejection', { error: String((reason as Error)?.message ?? reason).split('\n')[0], stack: (reason as Error)?.stack });
   });
 }

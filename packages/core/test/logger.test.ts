@@ -20,4 +20,5 @@ test('surviveUnhandledRejections: a stray rejection is logged as one JSON line a
   assert.equal(entry.level, 'error');
   assert.equal(entry.role, 'probe');
   assert.equal(entry.error, 'went astray');
+  assert.match(entry.stack, /went astray/);
 });

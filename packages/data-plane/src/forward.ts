@@ -127,6 +127,11 @@ interface AttemptState {
   clientGone: boolean;
 }
 
+/** The client's connection is gone: nothing sent upstream for it would be answered. */
+function clientLeft(request: ForwardRequest): boolean {
+  return request.res.destroyed || request.req.socket.destroyed;
+}
+
 function hasStreamedBody(req: IncomingMessage): boolean {
   const len = req.headers['content-length'];
   if (len !== undefined) return len !== '0';
@@ -290,7 +295,7 @@ export class HttpProxyEngine implements ForwardingEngine {
   forward(request: ForwardRequest, upstream: Upstream): void {
     const req = request.req;
     // The client left already (while an access plugin was waiting, say): nothing goes upstream.
-    if (request.res.destroyed || req.socket.destroyed) return;
+    if (clientLeft(request)) return;
     const state: AttemptState = {
       request,
       upstream,
@@ -417,7 +422,7 @@ export class HttpProxyEngine implements ForwardingEngine {
     const connectFailure = !state.connected && (CONNECT_ERRORS.has(code) || state.timedOut);
     // A reused keep-alive socket the upstream closed just as we wrote also counts as a connection failure.
     const staleSocket = state.connected && !state.responded && code === 'ECONNRESET' && !state.timedOut;
-    if ((connectFailure || staleSocket) && replayable && state.attempt < upstream.retries && !request.res.destroyed && !request.req.socket.destroyed) {
+    if ((connectFailure || staleSocket) && replayable && state.attempt < upstream.retries && !clientLeft(request)) {
       state.attempt++;
       this.attempt(state);
       return;

@@ -20,6 +20,8 @@ export interface GatehouseConfig {
   sslCert: string | null;
   sslCertKey: string | null;
   trustedIps: string[];
+  /** nginx's send_timeout (ms): how long a client may read nothing of a response the upstream is waiting to send. */
+  sendTimeout: number;
   workers: number;
   logLevel: string;
   autoMigrate: boolean;
@@ -67,15 +69,19 @@ function bool(value: string | undefined, fallback: boolean, variable: string): b
   throw new ConfigError(`${variable}: expected on or off, got '${value}'`);
 }
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatehouseConfig {
-  const workersRaw = env.GATEHOUSE_WORKERS;
-  let workers = cpus().length || 1;
-  if (workersRaw !== undefined && workersRaw !== '') {
-    workers = Number(workersRaw);
-    if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
-      throw new ConfigError(`GATEHOUSE_WORKERS: expected a whole number from 1 to 256, got '${workersRaw}'`);
-    }
+function wholeNumber(env: NodeJS.ProcessEnv, variable: string, fallback: number, min: number, max: number, unit: string): number {
+  const raw = env[variable];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${variable}: expected ${unit}a whole number from ${min} to ${max}, got '${raw}'`);
   }
+  return n;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatehouseConfig {
+  const workers = wholeNumber(env, 'GATEHOUSE_WORKERS', cpus().length || 1, 1, 256, '');
+  const sendTimeout = wholeNumber(env, 'GATEHOUSE_SEND_TIMEOUT', 60_000, 1, 2 ** 31 - 2, 'milliseconds, ');
   return {
     databaseUrl: env.DATABASE_URL || null,
     redisUrl: env.REDIS_URL || null,
@@ -87,6 +93,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatehouseConfi
     sslCert: env.GATEHOUSE_SSL_CERT || null,
     sslCertKey: env.GATEHOUSE_SSL_CERT_KEY || null,
     trustedIps: (env.GATEHOUSE_TRUSTED_IPS || '').split(',').map((s) => s.trim()).filter(Boolean),
+    sendTimeout,
     workers,
     logLevel: env.GATEHOUSE_LOG_LEVEL || 'info',
     autoMigrate: bool(env.GATEHOUSE_AUTO_MIGRATE, true, 'GATEHOUSE_AUTO_MIGRATE'),

@@ -33,3 +33,14 @@ describe('listen addresses', () => {
     assert.throws(() => loadConfig({ GATEHOUSE_PROXY_LISTEN: '127.0.0.1:8000 proxy_protocol' }), /GATEHOUSE_PROXY_LISTEN: 'proxy_protocol'/);
   });
 });
+
+describe('numbers', () => {
+  test('GATEHOUSE_WORKERS and GATEHOUSE_SEND_TIMEOUT: defaults, accepted values, and errors naming the variable', () => {
+    assert.equal(loadConfig({}).sendTimeout, 60_000);
+    assert.equal(loadConfig({ GATEHOUSE_SEND_TIMEOUT: '2500' }).sendTimeout, 2500);
+    assert.equal(loadConfig({ GATEHOUSE_WORKERS: '3' }).workers, 3);
+    assert.throws(() => loadConfig({ GATEHOUSE_SEND_TIMEOUT: '1.5s' }), /^ConfigError: GATEHOUSE_SEND_TIMEOUT: expected milliseconds, a whole number from 1 to 2147483646, got '1.5s'$/);
+    assert.throws(() => loadConfig({ GATEHOUSE_SEND_TIMEOUT: '0' }), /GATEHOUSE_SEND_TIMEOUT: .* got '0'$/);
+    assert.throws(() => loadConfig({ GATEHOUSE_WORKERS: '0' }), /^ConfigError: GATEHOUSE_WORKERS: expected a whole number from 1 to 256, got '0'$/);
+  });
+});

@@ -125,6 +125,8 @@ interface AttemptState {
   proxyRes: IncomingMessage | null;
   /** The client closed its connection before its response was finished: nothing more to do. */
   clientGone: boolean;
+  /** The longest a client may take nothing of its response while the upstream waits (ms). */
+  sendTimeout: number;
 }
 
 /** The client's connection is gone: nothing sent upstream for it would be answered. */
@@ -156,19 +158,53 @@ function onUpstreamResponseClose(this: IncomingMessage): void {
  * response drains; either side closing early is handled by the `close` listeners.
  */
 function relayChunk(this: IncomingMessage, chunk: Buffer): void {
-  const res = ((this as any)[STATE] as AttemptState).request.res;
-  if (!res.write(chunk)) {
-    this.pause();
-    res.once('drain', onClientDrain);
-  }
+  const state = (this as any)[STATE] as AttemptState;
+  if (!state.request.res.write(chunk)) holdBack(this, state);
 }
 
-function relayEnd(this: IncomingMessage): void {
-  ((this as any)[STATE] as AttemptState).request.res.end();
+/**
+ * The client's socket is full: stop reading the upstream until it drains. The upstream is then
+ * waiting for us, not silent, so its read_timeout stops counting (else a slow client would have
+ * its response cut off); instead the client gets send_timeout to take the data, as nginx's
+ * send_timeout, and is dropped (with the upstream connection) if it takes nothing for that long.
+ */
+function holdBack(proxyRes: IncomingMessage, state: AttemptState): void {
+  const res = state.request.res;
+  proxyRes.pause();
+  proxyRes.socket?.setTimeout(0);
+  res.socket?.setTimeout(state.sendTimeout);
+  res.once('drain', onClientDrain);
 }
 
 function onClientDrain(this: ServerResponse): void {
-  ((this.req as any)?.[STATE] as AttemptState | undefined)?.proxyRes?.resume();
+  const state = (this.req as any)?.[STATE] as AttemptState | undefined;
+  const proxyRes = state?.proxyRes;
+  if (!proxyRes) return;
+  // The proxy server has no idle timeout of its own (server.timeout is 0) to restore.
+  this.socket?.setTimeout(0);
+  proxyRes.socket?.setTimeout(state.upstream.readTimeout);
+  proxyRes.resume();
+}
+
+function relayEnd(this: IncomingMessage): void {
+  const res = ((this as any)[STATE] as AttemptState).request.res;
+  if (this.rawTrailers.length !== 0) relayTrailers(this.rawTrailers, res);
+  res.end();
+}
+
+/**
+ * The upstream's trailers (after a chunked body) go on to the client, whose response is chunked
+ * too; a client that cannot take them (HTTP/1.0) gets none, which Node decides. If Node refuses
+ * one, the trailers are dropped (an empty list clears what was added), not the response.
+ */
+function relayTrailers(raw: string[], res: ServerResponse): void {
+  const trailers: [string, string][] = [];
+  for (let i = 0; i < raw.length; i += 2) trailers.push([raw[i], raw[i + 1]]);
+  try {
+    res.addTrailers(trailers);
+  } catch {
+    res.addTrailers([]);
+  }
 }
 
 /**
@@ -223,7 +259,18 @@ interface UpstreamProxy {
   options: ProxyOptions;
 }
 
+export interface HttpProxyEngineOptions {
+  /** nginx's send_timeout: how long a client may read nothing of its response (ms). Default 60 s. */
+  sendTimeout?: number;
+}
+
 export class HttpProxyEngine implements ForwardingEngine {
+  private readonly sendTimeout: number;
+
+  constructor(options: HttpProxyEngineOptions = {}) {
+    this.sendTimeout = options.sendTimeout ?? 60_000;
+  }
+
   /**
    * One http-proxy server per upstream, its target and agent fixed: a request then passes no
    * options object, which spares http-proxy a per-request copy of its options.
@@ -308,6 +355,7 @@ export class HttpProxyEngine implements ForwardingEngine {
       proxyReq: null,
       proxyRes: null,
       clientGone: false,
+      sendTimeout: this.sendTimeout,
     };
     (req as any)[STATE] = state;
     request.res.on('close', onClientResponseClose);

@@ -490,6 +490,8 @@ export interface ProxyRuntimeOptions {
   logger: Logger;
   plugins: PluginRuntime;
   trustedIps: string[];
+  /** For the default engine: see HttpProxyEngineOptions. */
+  sendTimeout?: number;
   /** Shown in the 503 while no configuration is loaded, e.g. `Redis at redis://host:6379`. */
   waitingFor: string;
   engine?: ForwardingEngine;
@@ -509,7 +511,7 @@ export class ProxyRuntime {
   constructor(options: ProxyRuntimeOptions) {
     this.logger = options.logger;
     this.plugins = options.plugins;
-    this.engine = options.engine ?? new HttpProxyEngine();
+    this.engine = options.engine ?? new HttpProxyEngine({ sendTimeout: options.sendTimeout });
     this.trusted = new TrustedIps(options.trustedIps);
     this.noConfigBody = jsonBody(`no configuration loaded yet: waiting for the control plane (${options.waitingFor})`);
   }

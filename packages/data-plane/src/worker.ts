@@ -19,7 +19,7 @@ const store = new RedisStore({ url: config.redisUrl!, prefix: config.redisPrefix
 const nodeId = resolveNodeId(config);
 const services: DataPlaneServices = { config, store, logger, nodeId };
 const runtime = new PluginRuntime(await defaultPlugins(), services);
-const proxy = new ProxyRuntime({ logger, plugins: runtime, trustedIps: config.trustedIps, waitingFor: describeStore(config, store) });
+const proxy = new ProxyRuntime({ logger, plugins: runtime, trustedIps: config.trustedIps, sendTimeout: config.sendTimeout, waitingFor: describeStore(config, store) });
 const send = (msg: WorkerMessage) => process.send?.(msg);
 
 let firstAnswer: () => void;

@@ -508,7 +508,7 @@ describe('proxy', () => {
     }
   });
 
-  test('a client that reads slowly holds the upstream back (backpressure), then gets the whole body', async () => {
+  test('a client that reads slowly holds the upstream back (backpressure), then gets the whole body, past read_timeout', async () => {
     const total = 128 * 1024 * 1024;
     const chunk = Buffer.alloc(64 * 1024, 'x');
     let written = 0;
@@ -525,7 +525,8 @@ describe('proxy', () => {
       return true;
     });
     try {
-      const svc = service({ host: '127.0.0.1', port: big.port });
+      // The client's pause (1 s) outlasts read_timeout: the upstream is waiting for us then, not silent.
+      const svc = service({ host: '127.0.0.1', port: big.port, read_timeout: 300 });
       await apply({ services: [svc], routes: [route({ paths: ['/big'] }, svc)] });
       const received = await new Promise<number>((resolve, reject) => {
         const r = httpRequest({ host: '127.0.0.1', port, path: '/big', agent: false }, (res) => {
@@ -541,6 +542,8 @@ describe('proxy', () => {
             let bytes = 0;
             res.on('data', (c: Buffer) => (bytes += c.length));
             res.on('end', () => resolve(bytes));
+            res.on('error', () => {});
+            res.on('close', () => !res.complete && reject(new Error(`the response was cut off after ${bytes} of ${total} bytes`)));
             res.resume();
           }, 1000);
         });
@@ -550,6 +553,81 @@ describe('proxy', () => {
       assert.equal(received, total);
     } finally {
       await big.close();
+    }
+  });
+
+  test('a client that takes nothing for GATEHOUSE_SEND_TIMEOUT is dropped, and so is the upstream connection', async () => {
+    const dir2 = tempDir();
+    const dp2 = await startDataPlane({ config: dpConfig({ GATEHOUSE_DATA_DIR: dir2.path, GATEHOUSE_SEND_TIMEOUT: '400' }), store, plugins: new Map() });
+    let upstreamClosed = 0;
+    // Writes for ever (until its connection goes); the client below reads nothing until dropped.
+    const endless = await startUpstream('endless', (_r, res) => {
+      const chunk = Buffer.alloc(64 * 1024, 'y');
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.on('close', () => (upstreamClosed = Date.now()));
+      const more = () => {
+        while (!res.destroyed) if (!res.write(chunk)) return void res.once('drain', more);
+      };
+      more();
+      return true;
+    });
+    try {
+      const svc = service({ host: '127.0.0.1', port: endless.port, read_timeout: 60_000 });
+      await apply({ services: [svc], routes: [route({ paths: ['/endless'] }, svc)] });
+      await waitFor('second data plane applied', () => dp2.configVersion?.version === version);
+      const dp2Port = dp2.addresses[0].port;
+      const t0 = Date.now();
+      const complete = await new Promise<boolean>((resolve, reject) => {
+        const r = httpRequest({ host: '127.0.0.1', port: dp2Port, path: '/endless', agent: false }, (res) => {
+          res.pause();
+          res.on('error', () => {});
+          // A paused client cannot see its connection close: it looks once the upstream's is gone.
+          waitFor('upstream connection closed', () => upstreamClosed !== 0).then(() => {
+            res.on('close', () => resolve(res.complete));
+            res.resume();
+          }, reject);
+        });
+        r.on('error', () => {});
+        r.end();
+      });
+      // Dropped after send_timeout of taking nothing, not after read_timeout (60 s) and not before.
+      assert.ok(upstreamClosed - t0 >= 400, `dropped after ${upstreamClosed - t0} ms`);
+      assert.ok(upstreamClosed - t0 < 10_000, `dropped after ${upstreamClosed - t0} ms`);
+      assert.equal(complete, false, 'the client was cut off, not given an ending');
+    } finally {
+      await endless.close();
+      await dp2.close();
+      dir2.remove();
+    }
+  });
+
+  test('trailers of a chunked upstream response reach the client', async () => {
+    const trailing = await startUpstream('trailing', (_r, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum, x-count' });
+      res.write('part one, ');
+      res.write('part two');
+      res.addTrailers([['X-Checksum', 'sha256=abc'], ['X-Count', '2']]);
+      res.end();
+      return true;
+    });
+    try {
+      const svc = service({ host: '127.0.0.1', port: trailing.port });
+      await apply({ services: [svc], routes: [route({ paths: ['/trailing'] }, svc)] });
+      const got = await new Promise<{ body: string; trailers: NodeJS.Dict<string>; headers: NodeJS.Dict<string | string[]> }>((resolve, reject) => {
+        const r = httpRequest({ host: '127.0.0.1', port, path: '/trailing', agent: false, headers: { te: 'trailers' } }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ body, trailers: res.trailers, headers: res.headers }));
+        });
+        r.on('error', reject);
+        r.end();
+      });
+      assert.equal(got.body, 'part one, part two');
+      assert.equal(got.headers.trailer, 'x-checksum, x-count');
+      assert.deepEqual({ ...got.trailers }, { 'x-checksum': 'sha256=abc', 'x-count': '2' });
+    } finally {
+      await trailing.close();
     }
   });
 

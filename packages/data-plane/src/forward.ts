@@ -1,8 +1,8 @@
 // The forwarding engine: sends the prepared request to the upstream and streams the answer
 // back. Everything above it (routing, plugins, headers) is engine-agnostic; the one
 // implementation is http-proxy over a keep-alive agent per upstream.
-import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
@@ -49,6 +49,12 @@ export interface ForwardRequest {
 
 export interface ForwardingEngine {
   forward(request: ForwardRequest, upstream: Upstream): void;
+  /**
+   * A WebSocket handshake (`head`: what the client sent after it). The upstream's 101 turns the
+   * client's connection into a tunnel of bytes both ways; any other answer is relayed as a response.
+   */
+  forwardUpgrade(request: ForwardRequest, upstream: Upstream, head: Buffer): void;
+  /** Also closes the open tunnels. */
   close(): void;
 }
 
@@ -108,19 +114,23 @@ export function closeExpiredIdleSockets(agent: HttpAgent, now: number): void {
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED', 'EADDRNOTAVAIL']);
 const DNS_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME']);
 
-interface AttemptState {
+/** One try at reaching the upstream for a request (a refused connection is tried again, up to `retries`). */
+interface Attempt {
   request: ForwardRequest;
   upstream: Upstream;
   attempt: number;
-  /** Bytes of a streamed client body have been handed to an upstream socket: no retry. */
-  bodyStarted: boolean;
-  /** The client's body, streamed only once the upstream socket is connected (so a refused connection can be retried). */
-  gate: Readable | null;
   timedOut: boolean;
   connected: boolean;
   responded: boolean;
   /** The upstream request of the current attempt, once it has a socket. */
   proxyReq: ClientRequest | null;
+}
+
+interface AttemptState extends Attempt {
+  /** Bytes of a streamed client body have been handed to an upstream socket: no retry. */
+  bodyStarted: boolean;
+  /** The client's body, streamed only once the upstream socket is connected (so a refused connection can be retried). */
+  gate: Readable | null;
   /** The upstream's response, once its head arrived. */
   proxyRes: IncomingMessage | null;
   /** The client closed its connection before its response was finished: nothing more to do. */
@@ -129,9 +139,50 @@ interface AttemptState {
   sendTimeout: number;
 }
 
+interface UpgradeState extends Attempt {
+  /** What the client sent after its handshake, for the upstream once the tunnel is open. */
+  head: Buffer;
+}
+
 /** The client's connection is gone: nothing sent upstream for it would be answered. */
 function clientLeft(request: ForwardRequest): boolean {
   return request.res.destroyed || request.req.socket.destroyed;
+}
+
+/** What an upstream error means for the request: try again, or which failure to answer with. */
+function judge(state: Attempt, err: Error, replayable: boolean): UpstreamFailure | 'retry' {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (DNS_ERRORS.has(code)) return 'dns';
+  const connectFailure = !state.connected && (CONNECT_ERRORS.has(code) || state.timedOut);
+  // A reused keep-alive socket the upstream closed just as we wrote also counts as a connection failure.
+  const staleSocket = state.connected && !state.responded && code === 'ECONNRESET' && !state.timedOut;
+  if ((connectFailure || staleSocket) && replayable && state.attempt < state.upstream.retries && !clientLeft(state.request)) return 'retry';
+  if (state.timedOut) return 'timeout';
+  if (connectFailure) return 'connect';
+  return 'invalid';
+}
+
+/**
+ * Writes the client's response head from the upstream's, after the response plugins. False:
+ * nothing to relay (the exchange answered itself, or Node refused a header value and the
+ * client got the invalid-response error); the upstream's body is drained.
+ */
+function startResponse(state: Attempt, proxyRes: IncomingMessage): boolean {
+  const { request } = state;
+  const head = request.onUpstreamResponse(proxyRes);
+  if (head === null) {
+    proxyRes.resume();
+    return false;
+  }
+  try {
+    request.res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage || undefined, head);
+    return true;
+  } catch (err) {
+    proxyRes.resume();
+    state.responded = false;
+    request.onUpstreamError('invalid', err as Error);
+    return false;
+  }
 }
 
 function hasStreamedBody(req: IncomingMessage): boolean {
@@ -310,20 +361,9 @@ export class HttpProxyEngine implements ForwardingEngine {
       if (!state) return void proxyRes.resume();
       state.responded = true;
       state.proxyRes = proxyRes;
-      const { request } = state;
-      const head = request.onUpstreamResponse(proxyRes);
-      (proxyRes.socket as PooledSocket)[KEEP_ALIVE_HINT] = request.upstreamKeepAlive;
-      // Null: the exchange answered the client itself (a response plugin failed); drain the upstream's.
-      if (head === null) return void proxyRes.resume();
-      const res = request.res;
-      try {
-        res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage || undefined, head);
-      } catch (err) {
-        // A header value Node refuses to send: an invalid response, as far as the client goes.
-        proxyRes.resume();
-        state.responded = false;
-        return request.onUpstreamError('invalid', err as Error);
-      }
+      const started = startResponse(state, proxyRes);
+      (proxyRes.socket as PooledSocket)[KEEP_ALIVE_HINT] = state.request.upstreamKeepAlive;
+      if (!started) return;
       // An upstream response cut short cuts the client's short (the other way: onClientResponseClose).
       (proxyRes as any)[STATE] = state;
       proxyRes.on('close', onUpstreamResponseClose);
@@ -458,30 +498,112 @@ export class HttpProxyEngine implements ForwardingEngine {
   private onError(state: AttemptState, err: Error) {
     // We cut the upstream off because the client left: no answer, no retry, no upstream failure to log.
     if (state.clientGone) return;
-    const code = (err as NodeJS.ErrnoException).code ?? '';
-    const { request, upstream } = state;
+    const { request } = state;
     if (request.res.headersSent || state.responded) {
       // Failed mid-response: nothing sensible can be sent any more.
       request.res.destroy();
       return;
     }
-    const replayable = !state.bodyStarted;
-    if (DNS_ERRORS.has(code)) return request.onUpstreamError('dns', err);
-    const connectFailure = !state.connected && (CONNECT_ERRORS.has(code) || state.timedOut);
-    // A reused keep-alive socket the upstream closed just as we wrote also counts as a connection failure.
-    const staleSocket = state.connected && !state.responded && code === 'ECONNRESET' && !state.timedOut;
-    if ((connectFailure || staleSocket) && replayable && state.attempt < upstream.retries && !clientLeft(request)) {
-      state.attempt++;
-      this.attempt(state);
-      return;
-    }
-    if (state.timedOut) return request.onUpstreamError('timeout', err);
-    if (connectFailure) return request.onUpstreamError('connect', err);
-    request.onUpstreamError('invalid', err);
+    const verdict = judge(state, err, !state.bodyStarted);
+    if (verdict !== 'retry') return request.onUpstreamError(verdict, err);
+    state.attempt++;
+    this.attempt(state);
+  }
+
+  // ---------------------------------------------------------------- WebSocket
+
+  /**
+   * Sent with node:http rather than http-proxy's ws(): that one relays a refused handshake's
+   * body de-chunked under its chunked header, ends the client's connection on the first error
+   * (so no retry, and no Kong error body), and has no connect or read timeout.
+   */
+  forwardUpgrade(request: ForwardRequest, upstream: Upstream, head: Buffer): void {
+    if (clientLeft(request)) return;
+    const state: UpgradeState = { request, upstream, head, attempt: 0, timedOut: false, connected: false, responded: false, proxyReq: null };
+    // The client left while we waited for the upstream's answer: nothing more to wait for.
+    request.req.socket.once('close', () => {
+      if (!state.responded) state.proxyReq?.destroy();
+    });
+    this.attemptUpgrade(state);
+  }
+
+  private attemptUpgrade(state: UpgradeState): void {
+    const { request, upstream } = state;
+    state.timedOut = false;
+    state.connected = false;
+    const send = upstream.protocol === 'https' ? httpsRequest : httpRequest;
+    const proxyReq = send({ host: upstream.host, port: upstream.port, method: 'GET', path: request.upstreamUrl, headers: request.req.headers, agent: upstream.agent });
+    state.proxyReq = proxyReq;
+    const timeout = (what: string) => () => {
+      state.timedOut = true;
+      proxyReq.destroy(Object.assign(new Error(`upstream ${what} timeout`), { code: 'ETIMEDOUT' }));
+    };
+    proxyReq.once('socket', (socket: Socket) => {
+      if (!socket.connecting) return void (state.connected = true);
+      const timer = setTimeout(timeout('connect'), upstream.connectTimeout);
+      socket.once(upstream.protocol === 'https' ? 'secureConnect' : 'connect', () => {
+        clearTimeout(timer);
+        state.connected = true;
+      });
+      socket.once('close', () => clearTimeout(timer));
+    });
+    // Until the upstream answers; the tunnel then has its own idle timeout (openTunnel).
+    proxyReq.setTimeout(upstream.readTimeout, timeout('read'));
+    proxyReq.on('error', (err) => this.onUpgradeError(state, err));
+    proxyReq.once('response', (proxyRes: IncomingMessage) => {
+      // The upstream answered without switching protocols: an ordinary response, then the connection closes.
+      state.responded = true;
+      if (startResponse(state, proxyRes)) proxyRes.pipe(state.request.res);
+    });
+    proxyReq.once('upgrade', (proxyRes: IncomingMessage, socket: Socket, upstreamHead: Buffer) => this.openTunnel(state, proxyRes, socket, upstreamHead));
+    proxyReq.end();
+  }
+
+  private readonly tunnels = new Set<Socket>();
+
+  /**
+   * The upstream switched protocols: its 101 goes to the client as it came, then bytes flow both
+   * ways untouched. A tunnel silent both ways for read_timeout is closed (nginx, under Kong,
+   * closes one whose upstream is silent for proxy_read_timeout); either side closing closes both.
+   */
+  private openTunnel(state: UpgradeState, proxyRes: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void {
+    state.responded = true;
+    const client = state.request.req.socket;
+    if (client.destroyed) return void upstream.destroy();
+    let head = `HTTP/1.1 101 ${proxyRes.statusMessage || 'Switching Protocols'}\r\n`;
+    const raw = proxyRes.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+    client.write(`${head}\r\n`);
+    if (upstreamHead.length) client.write(upstreamHead);
+    if (state.head.length) upstream.write(state.head);
+    upstream.setNoDelay(true);
+    upstream.setTimeout(state.upstream.readTimeout);
+    upstream.on('timeout', () => upstream.destroy());
+    upstream.on('error', () => upstream.destroy());
+    upstream.once('close', () => client.destroy());
+    client.once('close', () => {
+      upstream.destroy();
+      this.tunnels.delete(client);
+    });
+    this.tunnels.add(client);
+    upstream.pipe(client);
+    client.pipe(upstream);
+  }
+
+  private onUpgradeError(state: UpgradeState, err: Error): void {
+    const { request } = state;
+    if (state.responded) return void request.req.socket.destroy();
+    if (clientLeft(request)) return;
+    const verdict = judge(state, err, true);
+    if (verdict !== 'retry') return request.onUpstreamError(verdict, err);
+    state.attempt++;
+    this.attemptUpgrade(state);
   }
 
   close(): void {
     for (const ref of this.all) ref.deref()?.close();
     this.all.clear();
+    for (const socket of this.tunnels) socket.destroy();
+    this.tunnels.clear();
   }
 }

@@ -2,9 +2,9 @@
 // each snapshot, the plugin pipeline (access → upstream → response → log) and Kong's proxy
 // errors. Nothing here touches express, Prisma or pg.
 import { randomBytes } from 'node:crypto';
-import { createServer as createHttpServer, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, ServerResponse, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { ListenAddress } from '@gatehouse/core/config.ts';
 import type { ConsumerEntity, PluginEntity, RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
@@ -103,6 +103,8 @@ class Exchange implements RequestContext, ForwardRequest {
     readonly payload: RoutePayload,
     readonly matched: string | null,
     readonly config: CompiledConfig,
+    /** A WebSocket handshake: what the client sent after it (null for every other request). */
+    readonly upgradeHead: Buffer | null,
   ) {}
 
   get route(): RouteEntity {
@@ -305,6 +307,11 @@ class Exchange implements RequestContext, ForwardRequest {
         out[k] = h[k];
       }
     } else if (h.connection !== undefined) h.connection = 'keep-alive';
+    // A WebSocket handshake keeps the two headers that ask the upstream to switch protocols.
+    if (this.upgradeHead !== null) {
+      out.connection = 'upgrade';
+      out.upgrade = h.upgrade;
+    }
 
     // X-Forwarded-*: believed from trusted peers only (Kong's trusted_ips).
     const peer = this.peer;
@@ -324,7 +331,8 @@ class Exchange implements RequestContext, ForwardRequest {
     if (this.bufferedBody) out['content-length'] = String(this.bufferedBody.length);
     req.headers = out;
     try {
-      this.proxy.engine.forward(this, upstream);
+      if (this.upgradeHead === null) this.proxy.engine.forward(this, upstream);
+      else this.proxy.engine.forwardUpgrade(this, upstream, this.upgradeHead);
     } catch (err) {
       // Whatever the engine throws before anything reached the upstream is answered, never left
       // to crash the worker (or to leave the client waiting, from a plugin's promise).
@@ -558,8 +566,11 @@ export class ProxyRuntime {
     return colon === -1 ? host : host.slice(0, colon);
   }
 
-  /** One request on a listener; `listenerPort` is that listener's port, as text. */
-  handle(req: IncomingMessage, res: ServerResponse, https: boolean, listenerPort: string): void {
+  /**
+   * One request on a listener; `listenerPort` is that listener's port, as text. `upgradeHead`:
+   * the request is a WebSocket handshake, and this is what the client sent after it.
+   */
+  handle(req: IncomingMessage, res: ServerResponse, https: boolean, listenerPort: string, upgradeHead: Buffer | null): void {
     const cfg = this.current;
     const incomingId = req.headers['x-request-id'];
     const requestId = typeof incomingId === 'string' && REQUEST_ID_OK.test(incomingId) ? incomingId : nextRequestId();
@@ -629,6 +640,7 @@ export class ProxyRuntime {
       payload,
       match.matched,
       cfg,
+      upgradeHead,
     );
     const chain = payload.chain;
     if (chain.log.length) {
@@ -643,6 +655,31 @@ export class ProxyRuntime {
     }
     if (chain.access.length) ex.runAccess(0);
     else ex.proceed();
+  }
+
+  /**
+   * A request with `Connection: upgrade` (Node hands these over apart, with the raw socket). A
+   * WebSocket handshake (GET, `Upgrade: websocket`) is routed and passed through the access
+   * plugins like any request, then tunnelled (engine.forwardUpgrade). Any other protocol is not
+   * switched to: the request is answered as an ordinary one (its Upgrade header is hop-by-hop and
+   * dropped), as nginx does under Kong. Either way a response that is not a tunnel ends the connection.
+   */
+  private upgrade(req: IncomingMessage, socket: Socket, head: Buffer, https: boolean, listenerPort: string): void {
+    // Node took its own listeners off this socket: an error on it must not go unhandled.
+    socket.on('error', () => socket.destroy());
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket);
+    res.once('finish', () => socket.end());
+    const upgrade = req.headers.upgrade;
+    if (req.method === 'GET' && typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket') {
+      return this.handle(req, res, https, listenerPort, head);
+    }
+    // Node stopped parsing at the head: a body could not be read any more.
+    if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) {
+      return sendRaw(res, 400, BODY_400, null);
+    }
+    this.handle(req, res, https, listenerPort, null);
   }
 
   private redirectToHttps(req: IncomingMessage, res: ServerResponse, payload: RoutePayload, host: string, url: string, requestId: string) {
@@ -665,8 +702,10 @@ export class ProxyRuntime {
       let portText = '';
       if (a.ssl) {
         if (!tls) throw new Error('an ssl proxy listener needs a certificate');
-        server = createHttpsServer({ cert: tls.cert, key: tls.key }, (req, res) => this.handle(req, res, true, portText)) as unknown as Server;
-      } else server = createHttpServer((req, res) => this.handle(req, res, false, portText));
+        server = createHttpsServer({ cert: tls.cert, key: tls.key }, (req, res) => this.handle(req, res, true, portText, null)) as unknown as Server;
+      } else server = createHttpServer((req, res) => this.handle(req, res, false, portText, null));
+      const ssl = a.ssl;
+      server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.upgrade(req, socket, head, ssl, portText));
       server.keepAliveTimeout = 60_000;
       server.headersTimeout = 65_000;
       server.requestTimeout = 0;

@@ -1,0 +1,294 @@
+// WebSocket handshakes through the proxy, against a real upstream on loopback that switches
+// protocols and echoes bytes: routing, access plugins and upstream headers as for any request,
+// then a tunnel both ways (ws and wss); refusals, failures and other Upgrade protocols.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { connect, createServer as createNetServer, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { z } from 'zod';
+import type { PluginDefinition } from '@gatehouse/core/plugin-sdk.ts';
+import { MemoryStore } from '@gatehouse/core/store/memory.ts';
+import { tempDir } from '@gatehouse/core/testing.ts';
+import { startDataPlane, type DataPlane } from '../src/index.ts';
+import { dpConfig, plugin, publish, route, service, snapshot, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
+
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+const accept = (key: string) => createHash('sha1').update(key + GUID).digest('base64');
+
+const logged: { status: number; path: string }[] = [];
+
+/** Lets a request in only with `x-let-in: yes`; names the consumer for the upstream; logs. */
+const gate: PluginDefinition<Record<string, never>> = {
+  name: 'gate',
+  version: '1.0.0',
+  priority: 1000,
+  configSchema: z.strictObject({}),
+  dataPlane: async () => ({
+    default: () => ({
+      access(ctx) {
+        if (ctx.req.headers['x-let-in'] !== 'yes') return ctx.respond(401, { message: 'Unauthorized' });
+        ctx.setUpstreamHeader('X-Consumer-Username', 'ws-user');
+      },
+      log(ctx) {
+        logged.push({ status: ctx.res.statusCode, path: ctx.req.url ?? '' });
+      },
+    }),
+  }),
+};
+
+type Handshake =
+  | { kind: 'tunnel'; headers: IncomingHttpHeaders; socket: Socket; head: Buffer }
+  | { kind: 'response'; status: number; headers: IncomingHttpHeaders; body: string; closed: Promise<void> };
+
+/** A WebSocket handshake to the proxy; resolves with the tunnel or with the ordinary response. */
+function handshake(port: number, path: string, options: { headers?: Record<string, string>; tls?: boolean; key?: string } = {}): Promise<Handshake> {
+  const key = options.key ?? 'dGhlIHNhbXBsZSBub25jZQ==';
+  const send = options.tls ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const r = send({
+      host: '127.0.0.1',
+      port,
+      path,
+      agent: false,
+      rejectUnauthorized: false,
+      headers: { host: 'ws.example.test', connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': key, ...options.headers },
+    });
+    r.setTimeout(10_000, () => r.destroy(new Error(`handshake ${path} timed out`)));
+    r.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => resolve({ kind: 'tunnel', headers: res.headers, socket, head }));
+    r.on('response', (res: IncomingMessage) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      const closed = new Promise<void>((done) => res.socket.once('close', () => done()));
+      res.on('end', () => resolve({ kind: 'response', status: res.statusCode!, headers: res.headers, body, closed }));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+}
+
+/** Reads from `socket` until `expected` bytes (or a text ending with `expected`) arrived, or it closes. */
+function read(socket: Socket, expected: number | string, first: Buffer = Buffer.alloc(0)): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = first;
+    const done = () => {
+      socket.off('data', onData);
+      resolve(got.toString());
+    };
+    const onData = (c: Buffer) => {
+      got = Buffer.concat([got, c]);
+      if (enough()) done();
+    };
+    const enough = () => (typeof expected === 'number' ? got.length >= expected : got.toString().endsWith(expected));
+    if (enough()) return done();
+    socket.on('data', onData);
+    socket.once('close', done);
+    socket.once('error', reject);
+  });
+}
+
+describe('WebSocket', () => {
+  const store = new MemoryStore();
+  const dir = tempDir();
+  let dp: DataPlane;
+  let port: number;
+  let tlsPort: number;
+  let up: Upstream;
+  let version = 0;
+  const handshakes: { url: string; headers: IncomingHttpHeaders }[] = [];
+  const upstreamSockets = new Set<Socket>();
+
+  async function apply(content: Parameters<typeof snapshot>[1]) {
+    const snap = snapshot(++version, content);
+    await publish(store, snap);
+    await waitFor('snapshot applied', () => dp.configVersion?.version === snap.version);
+  }
+
+  before(async () => {
+    // Ordinary requests get the helper's echo; handshakes are switched (or, under /refuse, refused).
+    up = await startUpstream('ws');
+    up.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      handshakes.push({ url: req.url!, headers: req.headers });
+      upstreamSockets.add(socket);
+      socket.once('close', () => upstreamSockets.delete(socket));
+      if (req.url!.includes('/refuse')) {
+        socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n5\r\nnope!\r\n0\r\n\r\n');
+        return;
+      }
+      // The greeting goes out with the 101 head, in the same write.
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept(String(req.headers['sec-websocket-key']))}\r\n\r\nhello;`,
+      );
+      if (head.length) socket.write(Buffer.concat([Buffer.from('early:'), head]));
+      socket.on('data', (d: Buffer) => socket.write(Buffer.concat([Buffer.from('echo:'), d])));
+      socket.on('end', () => socket.end());
+    });
+    dp = await startDataPlane({
+      config: dpConfig({ GATEHOUSE_DATA_DIR: dir.path, GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl' }),
+      store,
+      plugins: new Map([['gate', gate]]),
+    });
+    port = dp.addresses.find((a) => !a.ssl)!.port;
+    tlsPort = dp.addresses.find((a) => a.ssl)!.port;
+    const svc = service({ host: '127.0.0.1', port: up.port, path: '/base', read_timeout: 2000 });
+    const gated = route({ paths: ['/ws'] }, svc);
+    await apply({
+      services: [svc],
+      routes: [gated, route({ paths: ['/open'] }, svc)],
+      plugins: [plugin('gate', {}, { route: { id: gated.id } })],
+    });
+  });
+  after(async () => {
+    await dp.close();
+    await up.close();
+    dir.remove();
+  });
+
+  test('a handshake passes the access plugins and reaches the upstream with Kong headers; bytes then flow both ways', async () => {
+    logged.length = 0;
+    const before = handshakes.length;
+    const h = await handshake(port, '/ws/chat?room=1', { headers: { 'x-let-in': 'yes', 'x-consumer-username': 'admin', 'x-forwarded-for': '203.0.113.7' } });
+    assert.equal(h.kind, 'tunnel');
+    if (h.kind !== 'tunnel') return;
+    assert.equal(h.headers['sec-websocket-accept'], accept('dGhlIHNhbXBsZSBub25jZQ=='));
+    assert.equal(h.headers.upgrade, 'websocket');
+    const seen = handshakes[before];
+    assert.equal(seen.url, '/base/chat?room=1');
+    assert.equal(seen.headers.upgrade, 'websocket');
+    assert.match(String(seen.headers.connection), /upgrade/i);
+    assert.equal(seen.headers['sec-websocket-key'], 'dGhlIHNhbXBsZSBub25jZQ==');
+    assert.equal(seen.headers['x-consumer-username'], 'ws-user', 'set by the plugin, not the client');
+    assert.equal(seen.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+    assert.equal(seen.headers['x-forwarded-proto'], 'http');
+    assert.equal(seen.headers['x-forwarded-prefix'], '/ws');
+    assert.equal(seen.headers.host, `127.0.0.1:${up.port}`);
+    assert.equal(await read(h.socket, 'hello;'.length, h.head), 'hello;');
+    h.socket.write('ping 1');
+    assert.equal(await read(h.socket, 'echo:ping 1'.length), 'echo:ping 1');
+    h.socket.write('ping 2');
+    assert.equal(await read(h.socket, 'echo:ping 2'.length), 'echo:ping 2');
+    // The client closes: the upstream's connection goes too, and the log phase runs.
+    h.socket.end();
+    await waitFor('upstream tunnel closed', () => upstreamSockets.size === 0);
+    await waitFor('log phase ran', () => logged.length === 1);
+    assert.equal(logged[0].status, 200);
+  });
+
+  test('wss on the TLS listener: the same tunnel, X-Forwarded-Proto https', async () => {
+    const before = handshakes.length;
+    const h = await handshake(tlsPort, '/open/secure', { tls: true, key: 'AQIDBAUGBwgJCgsMDQ4PEA==' });
+    assert.equal(h.kind, 'tunnel');
+    if (h.kind !== 'tunnel') return;
+    assert.equal(h.headers['sec-websocket-accept'], accept('AQIDBAUGBwgJCgsMDQ4PEA=='));
+    assert.equal(handshakes[before].headers['x-forwarded-proto'], 'https');
+    assert.equal(await read(h.socket, 'hello;'.length, h.head), 'hello;');
+    h.socket.write('over tls');
+    assert.equal(await read(h.socket, 'echo:over tls'.length), 'echo:over tls');
+    h.socket.destroy();
+  });
+
+  test('bytes the client sends right behind its handshake reach the upstream once the tunnel is open', async () => {
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect(port, '127.0.0.1', () => resolve(s));
+      s.on('error', reject);
+    });
+    socket.write(
+      'GET /open/raw HTTP/1.1\r\nHost: ws.example.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nfirst-frame',
+    );
+    const text = await read(socket, 'first-frame');
+    assert.match(text, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    // In the upstream's handshake head or just after it, depending on how the bytes travel.
+    assert.match(text, /\r\n\r\nhello;(early|echo):first-frame$/);
+    socket.destroy();
+  });
+
+  test('an access plugin refusing the handshake answers as for any request, and the connection closes', async () => {
+    const before = handshakes.length;
+    const h = await handshake(port, '/ws/chat');
+    assert.equal(h.kind, 'response');
+    if (h.kind !== 'response') return;
+    assert.equal(h.status, 401);
+    assert.deepEqual(JSON.parse(h.body), { message: 'Unauthorized' });
+    assert.equal(h.headers.connection, 'close');
+    await h.closed;
+    assert.equal(handshakes.length, before, 'nothing reached the upstream');
+  });
+
+  test('no route: 404 with Kong body', async () => {
+    const h = await handshake(port, '/nowhere');
+    assert.equal(h.kind, 'response');
+    if (h.kind !== 'response') return;
+    assert.equal(h.status, 404);
+    assert.deepEqual(JSON.parse(h.body), { message: 'no Route matched with those values' });
+    await h.closed;
+  });
+
+  test('an upstream that answers without switching protocols: its response is relayed whole, then the connection closes', async () => {
+    const h = await handshake(port, '/open/refuse');
+    assert.equal(h.kind, 'response');
+    if (h.kind !== 'response') return;
+    assert.equal(h.status, 403);
+    assert.equal(h.body, 'nope!');
+    assert.equal(h.headers['content-type'], 'text/plain');
+    await h.closed;
+  });
+
+  test('an upstream that cannot be reached: 502 with Kong body', async () => {
+    const closed = createNetServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const deadPort = (closed.address() as { port: number }).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const dead = service({ host: '127.0.0.1', port: deadPort, retries: 1 });
+    const svc = service({ host: '127.0.0.1', port: up.port, path: '/base', read_timeout: 2000 });
+    await apply({ services: [svc, dead], routes: [route({ paths: ['/open'] }, svc), route({ paths: ['/dead'] }, dead)] });
+    const h = await handshake(port, '/dead');
+    assert.equal(h.kind, 'response');
+    if (h.kind !== 'response') return;
+    assert.equal(h.status, 502);
+    assert.deepEqual(JSON.parse(h.body), { message: 'An invalid response was received from the upstream server' });
+  });
+
+  test('a tunnel silent both ways for read_timeout is closed, upstream side too', async () => {
+    const quick = service({ host: '127.0.0.1', port: up.port, read_timeout: 300 });
+    await apply({ services: [quick], routes: [route({ paths: ['/quick'] }, quick)] });
+    const h = await handshake(port, '/quick');
+    assert.equal(h.kind, 'tunnel');
+    if (h.kind !== 'tunnel') return;
+    const t0 = Date.now();
+    // Traffic keeps it open past read_timeout...
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setTimeout(r, 150));
+      h.socket.write(`k${i}`);
+    }
+    assert.ok(!h.socket.destroyed && Date.now() - t0 > 300);
+    // ...silence closes it.
+    await new Promise<void>((resolve) => {
+      h.socket.resume();
+      h.socket.once('close', () => resolve());
+    });
+    await waitFor('upstream tunnel closed', () => upstreamSockets.size === 0);
+  });
+
+  test('another Upgrade protocol (h2c) is not switched to: answered as an ordinary request, Upgrade dropped', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port, path: '/base' });
+    await apply({ services: [svc], routes: [route({ paths: ['/open'] }, svc)] });
+    const before = handshakes.length;
+    const res = await new Promise<{ status: number; echo: Echo; connection: string | undefined }>((resolve, reject) => {
+      const r = httpRequest({ host: '127.0.0.1', port, path: '/open/h2c', agent: false, headers: { connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAARAAAAAAAIAAAAA' } }, (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, echo: JSON.parse(body), connection: res.headers.connection }));
+      });
+      r.on('upgrade', () => reject(new Error('switched protocols')));
+      r.on('error', reject);
+      r.end();
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.echo.url, '/base/h2c');
+    assert.equal(res.echo.headers.upgrade, undefined);
+    assert.equal(res.connection, 'close');
+    assert.equal(handshakes.length, before);
+  });
+});

@@ -142,7 +142,14 @@ interface AttemptState extends Attempt {
 interface UpgradeState extends Attempt {
   /** What the client sent after its handshake, for the upstream once the tunnel is open. */
   head: Buffer;
+  /** The upstream switched protocols: bytes flow both ways. */
+  tunnel: boolean;
+  /** Stops buffering what the client sends (the tunnel takes over, or no tunnel will come). */
+  stopReading: () => void;
 }
+
+/** What a client may send behind its handshake before the tunnel is open. */
+const MAX_EARLY_BYTES = 64 * 1024;
 
 /** The client's connection is gone: nothing sent upstream for it would be answered. */
 function clientLeft(request: ForwardRequest): boolean {
@@ -238,9 +245,14 @@ function onClientDrain(this: ServerResponse): void {
 }
 
 function relayEnd(this: IncomingMessage): void {
-  const res = ((this as any)[STATE] as AttemptState).request.res;
+  const state = (this as any)[STATE] as AttemptState;
+  const res = state.request.res;
   if (this.rawTrailers.length !== 0) relayTrailers(this.rawTrailers, res);
   res.end();
+  // The end of the response still waits in the client's socket (the client is not reading):
+  // send_timeout covers it too. Once it is taken, Node sets the keep-alive timeout instead.
+  const socket = res.socket;
+  if (socket !== null && socket.writableLength !== 0) socket.setTimeout(state.sendTimeout);
 }
 
 /**
@@ -519,10 +531,23 @@ export class HttpProxyEngine implements ForwardingEngine {
    */
   forwardUpgrade(request: ForwardRequest, upstream: Upstream, head: Buffer): void {
     if (clientLeft(request)) return;
-    const state: UpgradeState = { request, upstream, head, attempt: 0, timedOut: false, connected: false, responded: false, proxyReq: null };
-    // The client left while we waited for the upstream's answer: nothing more to wait for.
-    request.req.socket.once('close', () => {
-      if (!state.responded) state.proxyReq?.destroy();
+    // Read the client while the upstream answers: what it sends goes through the tunnel later
+    // (up to a limit), and its leaving is noticed at once (an unread socket shows no FIN).
+    const client = request.req.socket;
+    const onData = (chunk: Buffer) => {
+      state.head = Buffer.concat([state.head, chunk]);
+      if (state.head.length > MAX_EARLY_BYTES) client.destroy();
+    };
+    const onEnd = () => client.destroy();
+    const stopReading = () => {
+      client.off('data', onData);
+      client.off('end', onEnd);
+    };
+    const state: UpgradeState = { request, upstream, head, attempt: 0, timedOut: false, connected: false, responded: false, proxyReq: null, tunnel: false, stopReading };
+    client.on('data', onData);
+    client.once('end', onEnd);
+    client.once('close', () => {
+      if (!state.tunnel) state.proxyReq?.destroy();
     });
     this.attemptUpgrade(state);
   }
@@ -551,9 +576,16 @@ export class HttpProxyEngine implements ForwardingEngine {
     proxyReq.setTimeout(upstream.readTimeout, timeout('read'));
     proxyReq.on('error', (err) => this.onUpgradeError(state, err));
     proxyReq.once('response', (proxyRes: IncomingMessage) => {
-      // The upstream answered without switching protocols: an ordinary response, then the connection closes.
+      // The upstream answered without switching protocols: an ordinary response, then the
+      // connection closes. Its upstream connection is not pooled either: whatever the upstream
+      // made of a request that asked to switch protocols, nothing else is sent on it.
       state.responded = true;
-      if (startResponse(state, proxyRes)) proxyRes.pipe(state.request.res);
+      state.stopReading();
+      proxyRes.once('end', () => proxyRes.socket?.destroy());
+      if (!startResponse(state, proxyRes)) return;
+      (proxyRes as any)[STATE] = state;
+      proxyRes.on('close', onUpstreamResponseClose);
+      proxyRes.pipe(state.request.res);
     });
     proxyReq.once('upgrade', (proxyRes: IncomingMessage, socket: Socket, upstreamHead: Buffer) => this.openTunnel(state, proxyRes, socket, upstreamHead));
     proxyReq.end();
@@ -568,8 +600,12 @@ export class HttpProxyEngine implements ForwardingEngine {
    */
   private openTunnel(state: UpgradeState, proxyRes: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void {
     state.responded = true;
+    state.tunnel = true;
+    state.stopReading();
     const client = state.request.req.socket;
     if (client.destroyed) return void upstream.destroy();
+    // For the log phase: what the client got.
+    state.request.res.statusCode = 101;
     let head = `HTTP/1.1 101 ${proxyRes.statusMessage || 'Switching Protocols'}\r\n`;
     const raw = proxyRes.rawHeaders;
     for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
@@ -594,6 +630,7 @@ export class HttpProxyEngine implements ForwardingEngine {
     const { request } = state;
     if (state.responded) return void request.req.socket.destroy();
     if (clientLeft(request)) return;
+    state.stopReading();
     const verdict = judge(state, err, true);
     if (verdict !== 'retry') return request.onUpstreamError(verdict, err);
     state.attempt++;

@@ -2,7 +2,7 @@
 // each snapshot, the plugin pipeline (access → upstream → response → log) and Kong's proxy
 // errors. Nothing here touches express, Prisma or pg.
 import { randomBytes } from 'node:crypto';
-import { createServer as createHttpServer, ServerResponse, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpServer, ServerResponse, STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -61,7 +61,8 @@ function sendRaw(res: ServerResponse, status: number, body: Buffer, requestId: s
   const headers: Record<string, string | number> = { 'content-type': JSON_TYPE, 'content-length': body.length, via: VIA };
   if (requestId) headers['x-request-id'] = requestId;
   if (extra) Object.assign(headers, extra);
-  res.writeHead(status, headers);
+  // Named afresh: a head Node refused (a bad upstream header) may have left the upstream's reason.
+  res.writeHead(status, STATUS_CODES[status], headers);
   res.end(body);
 }
 
@@ -328,7 +329,14 @@ class Exchange implements RequestContext, ForwardRequest {
     out.via = h.via ? `${h.via}, ${VIA}` : VIA;
     out['x-request-id'] = this.requestId;
     if (!route.preserve_host) out.host = upstream.hostHeader;
-    if (this.bufferedBody) out['content-length'] = String(this.bufferedBody.length);
+    if (this.bufferedBody) {
+      if (this.upgradeHead === null) out['content-length'] = String(this.bufferedBody.length);
+      else if (this.bufferedBody.length !== 0) {
+        // A handshake carries no body (the tunnel's bytes follow it): one a plugin set cannot go.
+        this.proxy.logger.error('a plugin set a body for a WebSocket handshake', { request_id: this.requestId, route: route.id });
+        return this.fail(500, BODY_500);
+      }
+    }
     req.headers = out;
     try {
       if (this.upgradeHead === null) this.proxy.engine.forward(this, upstream);
@@ -356,7 +364,10 @@ class Exchange implements RequestContext, ForwardRequest {
     this.upstreamKeepAlive = headers['keep-alive'] as string | undefined;
     delete headers.connection;
     delete headers['keep-alive'];
-    if (this.req.httpVersion === '1.0') delete headers['transfer-encoding'];
+    if (this.req.httpVersion === '1.0') {
+      delete headers['transfer-encoding'];
+      delete headers.trailer;
+    }
     headers.via = headers.via ? `${headers.via}, ${VIA}` : VIA;
     headers['x-request-id'] = this.requestId;
     const https = this.scheme === 'https';
@@ -402,7 +413,7 @@ class Exchange implements RequestContext, ForwardRequest {
         }
       } else if (n === 12) {
         if (equalsIgnoreCase(name, 'x-request-id')) continue;
-      } else if (n === 17 && http10 && equalsIgnoreCase(name, 'transfer-encoding')) continue;
+      } else if (http10 && ((n === 17 && equalsIgnoreCase(name, 'transfer-encoding')) || (n === 7 && equalsIgnoreCase(name, 'trailer')))) continue;
       out.push(name, raw[i + 1]);
     }
     out.push('Via', via === undefined ? VIA : `${via}, ${VIA}`, 'X-Request-Id', this.requestId);
@@ -665,21 +676,23 @@ export class ProxyRuntime {
    * dropped), as nginx does under Kong. Either way a response that is not a tunnel ends the connection.
    */
   private upgrade(req: IncomingMessage, socket: Socket, head: Buffer, https: boolean, listenerPort: string): void {
-    // Node took its own listeners off this socket: an error on it must not go unhandled.
+    // Node took its own listeners off this socket: an error must not go unhandled, and a timeout
+    // set on it (GATEHOUSE_SEND_TIMEOUT, a slow client) must still close it.
     socket.on('error', () => socket.destroy());
+    socket.on('timeout', () => socket.destroy());
     const res = new ServerResponse(req);
     res.shouldKeepAlive = false;
     res.assignSocket(socket);
     res.once('finish', () => socket.end());
-    const upgrade = req.headers.upgrade;
-    if (req.method === 'GET' && typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket') {
-      return this.handle(req, res, https, listenerPort, head);
-    }
-    // Node stopped parsing at the head: a body could not be read any more.
+    // Node stopped parsing at the head: a body could not be read, nor sent on. (Its length
+    // forwarded without it would have the upstream take the next request on the connection as
+    // that body: a smuggled request.)
     if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) {
       return sendRaw(res, 400, BODY_400, null);
     }
-    this.handle(req, res, https, listenerPort, null);
+    const upgrade = req.headers.upgrade;
+    const websocket = req.method === 'GET' && typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket';
+    this.handle(req, res, https, listenerPort, websocket ? head : null);
   }
 
   private redirectToHttps(req: IncomingMessage, res: ServerResponse, payload: RoutePayload, host: string, url: string, requestId: string) {

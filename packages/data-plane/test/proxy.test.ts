@@ -594,6 +594,39 @@ describe('proxy', () => {
       assert.ok(upstreamClosed - t0 >= 400, `dropped after ${upstreamClosed - t0} ms`);
       assert.ok(upstreamClosed - t0 < 10_000, `dropped after ${upstreamClosed - t0} ms`);
       assert.equal(complete, false, 'the client was cut off, not given an ending');
+
+      // The upstream's response ends while its last bytes still wait in the proxy's socket to
+      // the client (whose every write was accepted, so the upstream was never held back): the
+      // client is dropped all the same. The proxy's side of the connection is watched to end
+      // the response at that moment.
+      let proxySide: Socket | null = null;
+      (dp2.proxy as unknown as { servers: import('node:net').Server[] }).servers[0].once('connection', (s: Socket) => (proxySide = s));
+      const ending = await startUpstream('ending', (_r, res) => {
+        const chunk = Buffer.alloc(1024, 'z');
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        let sent = 0;
+        const next = () => {
+          if (res.destroyed) return;
+          if ((proxySide?.writableLength ?? 0) > 0 || sent > 256 * 1024 * 1024) return void res.end();
+          sent += chunk.length;
+          res.write(chunk);
+          setImmediate(next);
+        };
+        next();
+        return true;
+      });
+      try {
+        const last = service({ host: '127.0.0.1', port: ending.port, read_timeout: 60_000 });
+        await apply({ services: [svc, last], routes: [route({ paths: ['/endless'] }, svc), route({ paths: ['/ending'] }, last)] });
+        await waitFor('second data plane applied', () => dp2.configVersion?.version === version);
+        const r = httpRequest({ host: '127.0.0.1', port: dp2Port, path: '/ending', agent: false }, (res) => res.pause());
+        r.on('error', () => {});
+        r.end();
+        await waitFor('the proxy dropped the client', () => proxySide?.destroyed === true);
+        r.destroy();
+      } finally {
+        await ending.close();
+      }
     } finally {
       await endless.close();
       await dp2.close();
@@ -626,6 +659,19 @@ describe('proxy', () => {
       assert.equal(got.body, 'part one, part two');
       assert.equal(got.headers.trailer, 'x-checksum, x-count');
       assert.deepEqual({ ...got.trailers }, { 'x-checksum': 'sha256=abc', 'x-count': '2' });
+      // An HTTP/1.0 client cannot take trailers (no chunked encoding): the body, without them
+      // and without the Trailer header announcing them (Node would refuse that head).
+      const old = await new Promise<string>((resolve, reject) => {
+        const socket = createConnection(port, '127.0.0.1', () => socket.write('GET /trailing HTTP/1.0\r\nHost: localhost\r\n\r\n'));
+        let text = '';
+        socket.setEncoding('latin1');
+        socket.on('data', (c: string) => (text += c));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+      assert.match(old, /^HTTP\/1\.1 200 OK\r\n/);
+      assert.doesNotMatch(old, /\r\ntrailer:/i);
+      assert.ok(old.endsWith('\r\n\r\npart one, part two'), old);
     } finally {
       await trailing.close();
     }

@@ -40,7 +40,7 @@ const gate: PluginDefinition<Record<string, never>> = {
 
 type Handshake =
   | { kind: 'tunnel'; headers: IncomingHttpHeaders; socket: Socket; head: Buffer }
-  | { kind: 'response'; status: number; headers: IncomingHttpHeaders; body: string; closed: Promise<void> };
+  | { kind: 'response'; status: number; headers: IncomingHttpHeaders; body: string; complete: boolean; closed: Promise<void> };
 
 /** A WebSocket handshake to the proxy; resolves with the tunnel or with the ordinary response. */
 function handshake(port: number, path: string, options: { headers?: Record<string, string>; tls?: boolean; key?: string } = {}): Promise<Handshake> {
@@ -62,7 +62,10 @@ function handshake(port: number, path: string, options: { headers?: Record<strin
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
       const closed = new Promise<void>((done) => res.socket.once('close', () => done()));
-      res.on('end', () => resolve({ kind: 'response', status: res.statusCode!, headers: res.headers, body, closed }));
+      const answer = () => ({ kind: 'response' as const, status: res.statusCode!, headers: res.headers, body, complete: res.complete, closed });
+      res.on('end', () => resolve(answer()));
+      res.on('error', () => {});
+      res.on('close', () => resolve(answer()));
     });
     r.on('error', reject);
     r.end();
@@ -99,6 +102,7 @@ describe('WebSocket', () => {
   let version = 0;
   const handshakes: { url: string; headers: IncomingHttpHeaders }[] = [];
   const upstreamSockets = new Set<Socket>();
+  let endlessClosed = 0;
 
   async function apply(content: Parameters<typeof snapshot>[1]) {
     const snap = snapshot(++version, content);
@@ -108,25 +112,41 @@ describe('WebSocket', () => {
 
   before(async () => {
     // Ordinary requests get the helper's echo; handshakes are switched (or, under /refuse, refused).
-    up = await startUpstream('ws');
+    up = await startUpstream('ws', (req, res) => {
+      if (!req.url!.includes('/endless')) return;
+      // Writes until its connection goes.
+      const chunk = Buffer.alloc(64 * 1024, 'e');
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.on('close', () => (endlessClosed = Date.now()));
+      const more = () => {
+        while (!res.destroyed) if (!res.write(chunk)) return void res.once('drain', more);
+      };
+      more();
+      return true;
+    });
     up.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       handshakes.push({ url: req.url!, headers: req.headers });
       upstreamSockets.add(socket);
       socket.once('close', () => upstreamSockets.delete(socket));
+      socket.on('end', () => socket.end());
       if (req.url!.includes('/refuse')) {
         socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n5\r\nnope!\r\n0\r\n\r\n');
         return;
       }
+      if (req.url!.includes('/truncated')) {
+        socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 100\r\n\r\n0123456789');
+        return;
+      }
+      if (req.url!.includes('/slow')) return void setTimeout(() => socket.destroy(), 5000);
       // The greeting goes out with the 101 head, in the same write.
       socket.write(
         `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept(String(req.headers['sec-websocket-key']))}\r\n\r\nhello;`,
       );
       if (head.length) socket.write(Buffer.concat([Buffer.from('early:'), head]));
       socket.on('data', (d: Buffer) => socket.write(Buffer.concat([Buffer.from('echo:'), d])));
-      socket.on('end', () => socket.end());
     });
     dp = await startDataPlane({
-      config: dpConfig({ GATEHOUSE_DATA_DIR: dir.path, GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl' }),
+      config: dpConfig({ GATEHOUSE_DATA_DIR: dir.path, GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl', GATEHOUSE_SEND_TIMEOUT: '500' }),
       store,
       plugins: new Map([['gate', gate]]),
     });
@@ -173,7 +193,7 @@ describe('WebSocket', () => {
     h.socket.end();
     await waitFor('upstream tunnel closed', () => upstreamSockets.size === 0);
     await waitFor('log phase ran', () => logged.length === 1);
-    assert.equal(logged[0].status, 200);
+    assert.equal(logged[0].status, 101);
   });
 
   test('wss on the TLS listener: the same tunnel, X-Forwarded-Proto https', async () => {
@@ -202,6 +222,30 @@ describe('WebSocket', () => {
     // In the upstream's handshake head or just after it, depending on how the bytes travel.
     assert.match(text, /\r\n\r\nhello;(early|echo):first-frame$/);
     socket.destroy();
+  });
+
+  test('a handshake with a body gets a 400 and nothing reaches the upstream (its length alone would smuggle the next request)', async () => {
+    const before = handshakes.length;
+    const socket = connect(port, '127.0.0.1');
+    socket.write(
+      'GET /open/x HTTP/1.1\r\nHost: ws.example.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 5\r\n\r\nhello',
+    );
+    const text = await read(socket, '"Bad request"}');
+    assert.match(text, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.equal(handshakes.length, before);
+    socket.destroy();
+  });
+
+  test('a client that leaves while the upstream is answering its handshake has the upstream connection closed at once', async () => {
+    const before = handshakes.length;
+    const socket = connect(port, '127.0.0.1');
+    socket.write('GET /open/slow HTTP/1.1\r\nHost: ws.example.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    await waitFor('handshake at the upstream', () => handshakes.length === before + 1);
+    const t0 = Date.now();
+    socket.end();
+    // The upstream would hold it for 5 s, read_timeout is 2 s.
+    await waitFor('upstream connection closed', () => upstreamSockets.size === 0);
+    assert.ok(Date.now() - t0 < 1500, `closed after ${Date.now() - t0} ms`);
   });
 
   test('an access plugin refusing the handshake answers as for any request, and the connection closes', async () => {
@@ -233,6 +277,27 @@ describe('WebSocket', () => {
     assert.equal(h.body, 'nope!');
     assert.equal(h.headers['content-type'], 'text/plain');
     await h.closed;
+  });
+
+  test('a refused handshake whose body the upstream cuts short is cut short for the client too', async () => {
+    const h = await handshake(port, '/open/truncated');
+    assert.equal(h.kind, 'response');
+    if (h.kind !== 'response') return;
+    assert.equal(h.status, 403);
+    assert.equal(h.body, '0123456789');
+    assert.equal(h.complete, false);
+    await h.closed;
+  });
+
+  test('another Upgrade request, answered plainly, to a client that takes nothing: dropped after GATEHOUSE_SEND_TIMEOUT', async () => {
+    endlessClosed = 0;
+    const t0 = Date.now();
+    const r = httpRequest({ host: '127.0.0.1', port, path: '/open/endless', agent: false, headers: { connection: 'Upgrade', upgrade: 'h2c' } }, (res) => res.pause());
+    r.on('error', () => {});
+    r.end();
+    await waitFor('upstream connection closed', () => endlessClosed !== 0);
+    assert.ok(endlessClosed - t0 >= 500, `dropped after ${endlessClosed - t0} ms`);
+    r.destroy();
   });
 
   test('an upstream that cannot be reached: 502 with Kong body', async () => {

@@ -103,6 +103,48 @@ describe('split deployment: control plane + two data planes', () => {
     assert.deepEqual(dataPlanes.map((d: { workers?: number }) => d.workers).sort(), [1, 2]);
   });
 
+  test('a WebSocket handshake on an http route is tunnelled by both data planes (and by each cluster worker)', async () => {
+    // The upstream switches protocols and echoes what comes through the tunnel.
+    up.server.on('upgrade', (req: import('node:http').IncomingMessage, socket: import('node:net').Socket) => {
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Seen-Path: ${req.url}\r\n\r\n`);
+      socket.on('data', (d: Buffer) => socket.write(`echo:${d}`));
+      socket.on('end', () => socket.end());
+      socket.on('error', () => socket.destroy());
+    });
+    assert.equal((await admin('/services', 'POST', { name: 'e2e-ws', url: `http://127.0.0.1:${up.port}/live` })).status, 201);
+    assert.equal((await admin('/services/e2e-ws/routes', 'POST', { name: 'e2e-ws-route', paths: ['/ws'] })).status, 201);
+    await both('/ws', (s) => s !== 404, 'WebSocket route on both data planes');
+    const tunnel = (port: number, message: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = createConnection(port, '127.0.0.1', () =>
+          socket.write('GET /ws/feed HTTP/1.1\r\nHost: e2e.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'),
+        );
+        let text = '';
+        socket.setEncoding('latin1');
+        socket.setTimeout(10_000, () => socket.destroy(new Error('tunnel timed out')));
+        socket.on('data', (d: string) => {
+          text += d;
+          if (text.endsWith('\r\n\r\n') && text.startsWith('HTTP/1.1 101')) socket.write(message);
+          if (text.endsWith(`echo:${message}`)) {
+            socket.end();
+            resolve(text);
+          }
+        });
+        socket.on('error', reject);
+        socket.on('close', () => reject(new Error(`closed after: ${text}`)));
+      });
+    // Several connections per data plane: the one with two workers spreads them over both.
+    for (const dp of dps) {
+      for (let i = 0; i < 4; i++) {
+        const text = await tunnel(dp.port, `hello ${i}`);
+        assert.match(text, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+        assert.match(text, /\r\nX-Seen-Path: \/live\/feed\r\n/);
+      }
+    }
+    assert.equal((await admin('/routes/e2e-ws-route', 'DELETE')).status, 204);
+    assert.equal((await admin('/services/e2e-ws', 'DELETE')).status, 204);
+  });
+
   /**
    * Process ids of a data plane's cluster workers, from /proc: its children running worker.ts
    * (not any child: tsx starts an esbuild process when its compile cache is cold).

@@ -124,6 +124,10 @@ interface Attempt {
   responded: boolean;
   /** The upstream request of the current attempt, once it has a socket. */
   proxyReq: ClientRequest | null;
+  /** The upstream's response, once its head arrived. */
+  proxyRes: IncomingMessage | null;
+  /** The longest a client may take nothing of its response while the upstream waits (ms). */
+  sendTimeout: number;
 }
 
 interface AttemptState extends Attempt {
@@ -131,12 +135,8 @@ interface AttemptState extends Attempt {
   bodyStarted: boolean;
   /** The client's body, streamed only once the upstream socket is connected (so a refused connection can be retried). */
   gate: Readable | null;
-  /** The upstream's response, once its head arrived. */
-  proxyRes: IncomingMessage | null;
   /** The client closed its connection before its response was finished: nothing more to do. */
   clientGone: boolean;
-  /** The longest a client may take nothing of its response while the upstream waits (ms). */
-  sendTimeout: number;
 }
 
 interface UpgradeState extends Attempt {
@@ -147,6 +147,8 @@ interface UpgradeState extends Attempt {
   /** Stops buffering what the client sends (the tunnel takes over, or no tunnel will come). */
   stopReading: () => void;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** What a client may send behind its handshake before the tunnel is open. */
 const MAX_EARLY_BYTES = 64 * 1024;
@@ -182,13 +184,26 @@ function startResponse(state: Attempt, proxyRes: IncomingMessage): boolean {
     return false;
   }
   try {
-    request.res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage || undefined, head);
+    writeHead(request.res, proxyRes, head);
     return true;
   } catch (err) {
     proxyRes.resume();
     state.responded = false;
     request.onUpstreamError('invalid', err as Error);
     return false;
+  }
+}
+
+function writeHead(res: ServerResponse, proxyRes: IncomingMessage, head: string[]): void {
+  try {
+    res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage || undefined, head);
+  } catch (err) {
+    // A `Trailer` header on a response the client gets unchunked (HTTP/1.0, a length, HEAD,
+    // 204, 304), where trailers cannot go: the response goes without it.
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_HTTP_TRAILER_INVALID') throw err;
+    const without: string[] = [];
+    for (let i = 0; i < head.length; i += 2) if (head[i].toLowerCase() !== 'trailer') without.push(head[i], head[i + 1]);
+    res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage || undefined, without);
   }
 }
 
@@ -216,7 +231,7 @@ function onUpstreamResponseClose(this: IncomingMessage): void {
  * response drains; either side closing early is handled by the `close` listeners.
  */
 function relayChunk(this: IncomingMessage, chunk: Buffer): void {
-  const state = (this as any)[STATE] as AttemptState;
+  const state = (this as any)[STATE] as Attempt;
   if (!state.request.res.write(chunk)) holdBack(this, state);
 }
 
@@ -226,7 +241,7 @@ function relayChunk(this: IncomingMessage, chunk: Buffer): void {
  * its response cut off); instead the client gets send_timeout to take the data, as nginx's
  * send_timeout, and is dropped (with the upstream connection) if it takes nothing for that long.
  */
-function holdBack(proxyRes: IncomingMessage, state: AttemptState): void {
+function holdBack(proxyRes: IncomingMessage, state: Attempt): void {
   const res = state.request.res;
   proxyRes.pause();
   proxyRes.socket?.setTimeout(0);
@@ -235,7 +250,7 @@ function holdBack(proxyRes: IncomingMessage, state: AttemptState): void {
 }
 
 function onClientDrain(this: ServerResponse): void {
-  const state = (this.req as any)?.[STATE] as AttemptState | undefined;
+  const state = (this.req as any)?.[STATE] as Attempt | undefined;
   const proxyRes = state?.proxyRes;
   if (!proxyRes) return;
   // The proxy server has no idle timeout of its own (server.timeout is 0) to restore.
@@ -245,14 +260,34 @@ function onClientDrain(this: ServerResponse): void {
 }
 
 function relayEnd(this: IncomingMessage): void {
-  const state = (this as any)[STATE] as AttemptState;
+  const state = (this as any)[STATE] as Attempt;
   const res = state.request.res;
   if (this.rawTrailers.length !== 0) relayTrailers(this.rawTrailers, res);
   res.end();
   // The end of the response still waits in the client's socket (the client is not reading):
-  // send_timeout covers it too. Once it is taken, Node sets the keep-alive timeout instead.
+  // send_timeout covers it too, until it is taken.
   const socket = res.socket;
-  if (socket !== null && socket.writableLength !== 0) socket.setTimeout(state.sendTimeout);
+  if (socket !== null && socket.writableLength !== 0) {
+    socket.setTimeout(state.sendTimeout);
+    res.prependOnceListener('finish', onSentOut);
+  }
+}
+
+/**
+ * `finish` listener, ahead of Node's own: the response was taken, send_timeout is over. Node
+ * then sets the keep-alive timeout, or starts a pipelined response, which must not inherit it.
+ */
+function onSentOut(this: ServerResponse): void {
+  this.socket?.setTimeout(0);
+}
+
+/** Relays the upstream's body to the client, whose head is written (see relayChunk). */
+function relay(state: Attempt, proxyRes: IncomingMessage): void {
+  // An upstream response cut short cuts the client's short (the other way: onClientResponseClose).
+  (proxyRes as any)[STATE] = state;
+  proxyRes.on('close', onUpstreamResponseClose);
+  proxyRes.on('data', relayChunk);
+  proxyRes.on('end', relayEnd);
 }
 
 /**
@@ -375,12 +410,7 @@ export class HttpProxyEngine implements ForwardingEngine {
       state.proxyRes = proxyRes;
       const started = startResponse(state, proxyRes);
       (proxyRes.socket as PooledSocket)[KEEP_ALIVE_HINT] = state.request.upstreamKeepAlive;
-      if (!started) return;
-      // An upstream response cut short cuts the client's short (the other way: onClientResponseClose).
-      (proxyRes as any)[STATE] = state;
-      proxyRes.on('close', onUpstreamResponseClose);
-      proxyRes.on('data', relayChunk);
-      proxyRes.on('end', relayEnd);
+      if (started) relay(state, proxyRes);
     });
     // Errors without a per-call callback (should not happen): never crash.
     proxy.on('error', () => {});
@@ -543,7 +573,22 @@ export class HttpProxyEngine implements ForwardingEngine {
       client.off('data', onData);
       client.off('end', onEnd);
     };
-    const state: UpgradeState = { request, upstream, head, attempt: 0, timedOut: false, connected: false, responded: false, proxyReq: null, tunnel: false, stopReading };
+    const state: UpgradeState = {
+      request,
+      upstream,
+      head,
+      attempt: 0,
+      timedOut: false,
+      connected: false,
+      responded: false,
+      proxyReq: null,
+      proxyRes: null,
+      sendTimeout: this.sendTimeout,
+      tunnel: false,
+      stopReading,
+    };
+    // For onClientDrain, when a refused handshake's response is relayed.
+    (request.req as any)[STATE] = state;
     client.on('data', onData);
     client.once('end', onEnd);
     client.once('close', () => {
@@ -580,12 +625,10 @@ export class HttpProxyEngine implements ForwardingEngine {
       // connection closes. Its upstream connection is not pooled either: whatever the upstream
       // made of a request that asked to switch protocols, nothing else is sent on it.
       state.responded = true;
+      state.proxyRes = proxyRes;
       state.stopReading();
-      proxyRes.once('end', () => proxyRes.socket?.destroy());
-      if (!startResponse(state, proxyRes)) return;
-      (proxyRes as any)[STATE] = state;
-      proxyRes.on('close', onUpstreamResponseClose);
-      proxyRes.pipe(state.request.res);
+      proxyReq.shouldKeepAlive = false;
+      if (startResponse(state, proxyRes)) relay(state, proxyRes);
     });
     proxyReq.once('upgrade', (proxyRes: IncomingMessage, socket: Socket, upstreamHead: Buffer) => this.openTunnel(state, proxyRes, socket, upstreamHead));
     proxyReq.end();
@@ -612,6 +655,8 @@ export class HttpProxyEngine implements ForwardingEngine {
     client.write(`${head}\r\n`);
     if (upstreamHead.length) client.write(upstreamHead);
     if (state.head.length) upstream.write(state.head);
+    // Not kept for the tunnel's life (the state lives as long as its close listeners).
+    state.head = EMPTY;
     upstream.setNoDelay(true);
     upstream.setTimeout(state.upstream.readTimeout);
     upstream.on('timeout', () => upstream.destroy());
@@ -630,9 +675,11 @@ export class HttpProxyEngine implements ForwardingEngine {
     const { request } = state;
     if (state.responded) return void request.req.socket.destroy();
     if (clientLeft(request)) return;
-    state.stopReading();
     const verdict = judge(state, err, true);
-    if (verdict !== 'retry') return request.onUpstreamError(verdict, err);
+    if (verdict !== 'retry') {
+      state.stopReading();
+      return request.onUpstreamError(verdict, err);
+    }
     state.attempt++;
     this.attemptUpgrade(state);
   }

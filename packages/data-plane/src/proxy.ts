@@ -364,10 +364,7 @@ class Exchange implements RequestContext, ForwardRequest {
     this.upstreamKeepAlive = headers['keep-alive'] as string | undefined;
     delete headers.connection;
     delete headers['keep-alive'];
-    if (this.req.httpVersion === '1.0') {
-      delete headers['transfer-encoding'];
-      delete headers.trailer;
-    }
+    if (this.req.httpVersion === '1.0') delete headers['transfer-encoding'];
     headers.via = headers.via ? `${headers.via}, ${VIA}` : VIA;
     headers['x-request-id'] = this.requestId;
     const https = this.scheme === 'https';
@@ -413,7 +410,7 @@ class Exchange implements RequestContext, ForwardRequest {
         }
       } else if (n === 12) {
         if (equalsIgnoreCase(name, 'x-request-id')) continue;
-      } else if (http10 && ((n === 17 && equalsIgnoreCase(name, 'transfer-encoding')) || (n === 7 && equalsIgnoreCase(name, 'trailer')))) continue;
+      } else if (n === 17 && http10 && equalsIgnoreCase(name, 'transfer-encoding')) continue;
       out.push(name, raw[i + 1]);
     }
     out.push('Via', via === undefined ? VIA : `${via}, ${VIA}`, 'X-Request-Id', this.requestId);
@@ -687,7 +684,8 @@ export class ProxyRuntime {
     // Node stopped parsing at the head: a body could not be read, nor sent on. (Its length
     // forwarded without it would have the upstream take the next request on the connection as
     // that body: a smuggled request.)
-    if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) {
+    const length = req.headers['content-length'];
+    if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) {
       return sendRaw(res, 400, BODY_400, null);
     }
     const upgrade = req.headers.upgrade;

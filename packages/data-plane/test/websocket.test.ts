@@ -72,6 +72,18 @@ function handshake(port: number, path: string, options: { headers?: Record<strin
   });
 }
 
+/** A plain GET (no Upgrade) through the proxy; resolves with its status. */
+function plainGet(port: number, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const r = httpRequest({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+}
+
 /** Reads from `socket` until `expected` bytes (or a text ending with `expected`) arrived, or it closes. */
 function read(socket: Socket, expected: number | string, first: Buffer = Buffer.alloc(0)): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -103,6 +115,10 @@ describe('WebSocket', () => {
   const handshakes: { url: string; headers: IncomingHttpHeaders }[] = [];
   const upstreamSockets = new Set<Socket>();
   let endlessClosed = 0;
+  let lastPlainPort = 0;
+  let refusedPort = 0;
+  let bigRefusalClosed = 0;
+  let flakyAttempts = 0;
 
   async function apply(content: Parameters<typeof snapshot>[1]) {
     const snap = snapshot(++version, content);
@@ -113,6 +129,7 @@ describe('WebSocket', () => {
   before(async () => {
     // Ordinary requests get the helper's echo; handshakes are switched (or, under /refuse, refused).
     up = await startUpstream('ws', (req, res) => {
+      if (req.url!.includes('/which')) lastPlainPort = req.socket.remotePort!;
       if (!req.url!.includes('/endless')) return;
       // Writes until its connection goes.
       const chunk = Buffer.alloc(64 * 1024, 'e');
@@ -124,12 +141,13 @@ describe('WebSocket', () => {
       more();
       return true;
     });
-    up.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    up.server.on('upgrade', async (req: IncomingMessage, socket: Socket, head: Buffer) => {
       handshakes.push({ url: req.url!, headers: req.headers });
       upstreamSockets.add(socket);
       socket.once('close', () => upstreamSockets.delete(socket));
       socket.on('end', () => socket.end());
-      if (req.url!.includes('/refuse')) {
+      socket.on('error', () => socket.destroy());
+      if (req.url!.endsWith('/refuse')) {
         socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n5\r\nnope!\r\n0\r\n\r\n');
         return;
       }
@@ -138,6 +156,26 @@ describe('WebSocket', () => {
         return;
       }
       if (req.url!.includes('/slow')) return void setTimeout(() => socket.destroy(), 5000);
+      if (req.url!.includes('/refuse-keepalive')) {
+        // Refused, on a connection the upstream would keep.
+        refusedPort = socket.remotePort!;
+        socket.write('HTTP/1.1 403 Forbidden\r\ncontent-length: 5\r\n\r\nnope!');
+        return;
+      }
+      if (req.url!.includes('/refuse-big')) {
+        // Refused with a body that never ends (chunked), for a client that takes nothing.
+        socket.once('close', () => (bigRefusalClosed = Date.now()));
+        socket.write('HTTP/1.1 403 Forbidden\r\ntransfer-encoding: chunked\r\n\r\n');
+        const chunk = `10000\r\n${'r'.repeat(0x10000)}\r\n`;
+        const more = () => {
+          while (!socket.destroyed) if (!socket.write(chunk)) return void socket.once('drain', more);
+        };
+        more();
+        return;
+      }
+      if (req.url!.includes('/flaky') && flakyAttempts++ === 0) return void socket.destroy();
+      const delay = req.url!.includes('/flaky') ? 300 : 0;
+      if (delay) await new Promise((r) => setTimeout(r, delay));
       // The greeting goes out with the 101 head, in the same write.
       socket.write(
         `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept(String(req.headers['sec-websocket-key']))}\r\n\r\nhello;`,
@@ -287,6 +325,52 @@ describe('WebSocket', () => {
     assert.equal(h.body, '0123456789');
     assert.equal(h.complete, false);
     await h.closed;
+  });
+
+  test("a refused handshake's upstream connection is not reused for the next request", async () => {
+    const h = await handshake(port, '/open/refuse-keepalive');
+    assert.equal(h.kind, 'response');
+    if (h.kind !== 'response') return;
+    assert.equal(h.status, 403);
+    assert.equal(h.body, 'nope!');
+    const plain = await plainGet(port, '/open/which');
+    assert.equal(plain, 200);
+    assert.ok(refusedPort !== 0 && lastPlainPort !== 0);
+    assert.notEqual(lastPlainPort, refusedPort, "the plain request went on the refused handshake's connection");
+  });
+
+  test('a handshake with Content-Length: 0 is tunnelled like any other', async () => {
+    const h = await handshake(port, '/open/zero', { headers: { 'content-length': '0' } });
+    assert.equal(h.kind, 'tunnel');
+    if (h.kind === 'tunnel') h.socket.destroy();
+  });
+
+  test('bytes the client sends while a failed attempt is retried still reach the upstream', async () => {
+    flakyAttempts = 0;
+    const before = handshakes.length;
+    const socket = connect(port, '127.0.0.1');
+    socket.write('GET /open/flaky HTTP/1.1\r\nHost: ws.example.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nfirst;');
+    // The second attempt has reached the upstream, which answers it 300 ms later.
+    await waitFor('retried handshake at the upstream', () => handshakes.length === before + 2);
+    socket.write('second;');
+    const text = await read(socket, 'second;');
+    assert.match(text, /^HTTP\/1\.1 101 /);
+    assert.match(text, /hello;(early:|echo:)first;(echo:)?second;$/);
+    socket.destroy();
+  });
+
+  test("a refused handshake's body to a client that takes nothing: dropped after GATEHOUSE_SEND_TIMEOUT, not read_timeout", async () => {
+    const patient = service({ host: '127.0.0.1', port: up.port, read_timeout: 30_000 });
+    const svc = service({ host: '127.0.0.1', port: up.port, path: '/base', read_timeout: 2000 });
+    await apply({ services: [svc, patient], routes: [route({ paths: ['/open'] }, svc), route({ paths: ['/patient'] }, patient)] });
+    bigRefusalClosed = 0;
+    const t0 = Date.now();
+    const r = httpRequest({ host: '127.0.0.1', port, path: '/patient/refuse-big', agent: false, headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' } }, (res) => res.pause());
+    r.on('error', () => {});
+    r.end();
+    await waitFor('upstream connection closed', () => bigRefusalClosed !== 0);
+    assert.ok(bigRefusalClosed - t0 >= 500, `dropped after ${bigRefusalClosed - t0} ms`);
+    r.destroy();
   });
 
   test('another Upgrade request, answered plainly, to a client that takes nothing: dropped after GATEHOUSE_SEND_TIMEOUT', async () => {

@@ -53,7 +53,7 @@ export interface ForwardingEngine {
    * A WebSocket handshake (`head`: what the client sent after it). The upstream's 101 turns the
    * client's connection into a tunnel of bytes both ways; any other answer is relayed as a response.
    */
-  forwardUpgrade(request: ForwardRequest, upstream: Upstream, head: Buffer): void;
+  forwardUpgrade(request: ForwardRequest, upstream: Upstream, client: HandshakeClient): void;
   /** Also closes the open tunnels. */
   close(): void;
 }
@@ -140,18 +140,53 @@ interface AttemptState extends Attempt {
 }
 
 interface UpgradeState extends Attempt {
-  /** What the client sent after its handshake, for the upstream once the tunnel is open. */
-  head: Buffer;
+  client: HandshakeClient;
   /** The upstream switched protocols: bytes flow both ways. */
   tunnel: boolean;
-  /** Stops buffering what the client sends (the tunnel takes over, or no tunnel will come). */
-  stopReading: () => void;
 }
 
 const EMPTY = Buffer.alloc(0);
 
 /** What a client may send behind its handshake before the tunnel is open. */
 const MAX_EARLY_BYTES = 64 * 1024;
+
+/**
+ * A WebSocket client's connection from its handshake on (Node no longer reads it). It is read
+ * while plugins run and the upstream answers: what it sends waits for the tunnel (up to a
+ * limit), and its leaving is seen at once (an unread socket shows no FIN).
+ */
+export class HandshakeClient {
+  /** What the client sent after its handshake, for the upstream once the tunnel is open. */
+  head: Buffer;
+
+  constructor(readonly socket: Socket, head: Buffer) {
+    this.head = head;
+    socket.on('data', this.onData);
+    socket.once('end', this.onEnd);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.head = this.head.length === 0 ? chunk : Buffer.concat([this.head, chunk]);
+    if (this.head.length > MAX_EARLY_BYTES) this.socket.destroy();
+  };
+
+  private readonly onEnd = (): void => {
+    this.socket.destroy();
+  };
+
+  /** The tunnel takes over, or no tunnel will come. */
+  stopReading(): void {
+    this.socket.off('data', this.onData);
+    this.socket.off('end', this.onEnd);
+  }
+
+  /** What was buffered, handed over once (not kept for the tunnel's life). */
+  take(): Buffer {
+    const head = this.head;
+    this.head = EMPTY;
+    return head;
+  }
+}
 
 /** The client's connection is gone: nothing sent upstream for it would be answered. */
 function clientLeft(request: ForwardRequest): boolean {
@@ -364,6 +399,8 @@ export interface HttpProxyEngineOptions {
 
 export class HttpProxyEngine implements ForwardingEngine {
   private readonly sendTimeout: number;
+  /** close() was called: no handshake goes upstream any more, none is retried. */
+  private closing = false;
 
   constructor(options: HttpProxyEngineOptions = {}) {
     this.sendTimeout = options.sendTimeout ?? 60_000;
@@ -559,24 +596,12 @@ export class HttpProxyEngine implements ForwardingEngine {
    * body de-chunked under its chunked header, ends the client's connection on the first error
    * (so no retry, and no Kong error body), and has no connect or read timeout.
    */
-  forwardUpgrade(request: ForwardRequest, upstream: Upstream, head: Buffer): void {
-    if (clientLeft(request)) return;
-    // Read the client while the upstream answers: what it sends goes through the tunnel later
-    // (up to a limit), and its leaving is noticed at once (an unread socket shows no FIN).
-    const client = request.req.socket;
-    const onData = (chunk: Buffer) => {
-      state.head = Buffer.concat([state.head, chunk]);
-      if (state.head.length > MAX_EARLY_BYTES) client.destroy();
-    };
-    const onEnd = () => client.destroy();
-    const stopReading = () => {
-      client.off('data', onData);
-      client.off('end', onEnd);
-    };
+  forwardUpgrade(request: ForwardRequest, upstream: Upstream, client: HandshakeClient): void {
+    if (clientLeft(request) || this.closing) return void client.socket.destroy();
     const state: UpgradeState = {
       request,
       upstream,
-      head,
+      client,
       attempt: 0,
       timedOut: false,
       connected: false,
@@ -585,13 +610,10 @@ export class HttpProxyEngine implements ForwardingEngine {
       proxyRes: null,
       sendTimeout: this.sendTimeout,
       tunnel: false,
-      stopReading,
     };
     // For onClientDrain, when a refused handshake's response is relayed.
     (request.req as any)[STATE] = state;
-    client.on('data', onData);
-    client.once('end', onEnd);
-    client.once('close', () => {
+    client.socket.once('close', () => {
       if (!state.tunnel) state.proxyReq?.destroy();
     });
     this.attemptUpgrade(state);
@@ -626,7 +648,7 @@ export class HttpProxyEngine implements ForwardingEngine {
       // made of a request that asked to switch protocols, nothing else is sent on it.
       state.responded = true;
       state.proxyRes = proxyRes;
-      state.stopReading();
+      state.client.stopReading();
       proxyReq.shouldKeepAlive = false;
       if (startResponse(state, proxyRes)) relay(state, proxyRes);
     });
@@ -644,7 +666,7 @@ export class HttpProxyEngine implements ForwardingEngine {
   private openTunnel(state: UpgradeState, proxyRes: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void {
     state.responded = true;
     state.tunnel = true;
-    state.stopReading();
+    state.client.stopReading();
     const client = state.request.req.socket;
     if (client.destroyed) return void upstream.destroy();
     // For the log phase: what the client got.
@@ -654,9 +676,8 @@ export class HttpProxyEngine implements ForwardingEngine {
     for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
     client.write(`${head}\r\n`);
     if (upstreamHead.length) client.write(upstreamHead);
-    if (state.head.length) upstream.write(state.head);
-    // Not kept for the tunnel's life (the state lives as long as its close listeners).
-    state.head = EMPTY;
+    const early = state.client.take();
+    if (early.length) upstream.write(early);
     upstream.setNoDelay(true);
     upstream.setTimeout(state.upstream.readTimeout);
     upstream.on('timeout', () => upstream.destroy());
@@ -675,9 +696,9 @@ export class HttpProxyEngine implements ForwardingEngine {
     const { request } = state;
     if (state.responded) return void request.req.socket.destroy();
     if (clientLeft(request)) return;
-    const verdict = judge(state, err, true);
+    const verdict = this.closing ? 'connect' : judge(state, err, true);
     if (verdict !== 'retry') {
-      state.stopReading();
+      state.client.stopReading();
       return request.onUpstreamError(verdict, err);
     }
     state.attempt++;
@@ -685,6 +706,7 @@ export class HttpProxyEngine implements ForwardingEngine {
   }
 
   close(): void {
+    this.closing = true;
     for (const ref of this.all) ref.deref()?.close();
     this.all.clear();
     for (const socket of this.tunnels) socket.destroy();

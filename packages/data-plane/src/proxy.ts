@@ -13,7 +13,7 @@ import type { RequestContext } from '@gatehouse/core/plugin-sdk.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
 import type { TlsCredentials } from '@gatehouse/core/tls.ts';
 import { AgentPool, compileSnapshot, type CompiledConfig, type RoutePayload } from './compile.ts';
-import { HttpProxyEngine, type ForwardingEngine, type ForwardRequest, type UpstreamFailure } from './forward.ts';
+import { HandshakeClient, HttpProxyEngine, type ForwardingEngine, type ForwardRequest, type UpstreamFailure } from './forward.ts';
 import { resolveEntry, type ChainEntry, type PluginRuntime } from './plugins.ts';
 import { upstreamPathV0, upstreamPathV1 } from './router.ts';
 import { TrustedIps } from './trusted-ips.ts';
@@ -68,6 +68,20 @@ function sendRaw(res: ServerResponse, status: number, body: Buffer, requestId: s
 
 class PayloadTooLarge extends Error {}
 
+/**
+ * Closes an upgraded connection once its answer (not a tunnel) is sent. Node no longer reads it,
+ * so the client's FIN would go unseen and the socket stay open: what the client still sends is
+ * read and dropped until it closes, or for at most 5 s (closing at once, with unread data, would
+ * reset the connection and could lose the answer at the client; nginx's lingering_close).
+ */
+function lingeringClose(socket: Socket): void {
+  socket.end();
+  socket.resume();
+  const timer = setTimeout(() => socket.destroy(), 5000);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
 export interface ListenerInfo {
   ssl: boolean;
   port: number;
@@ -104,8 +118,8 @@ class Exchange implements RequestContext, ForwardRequest {
     readonly payload: RoutePayload,
     readonly matched: string | null,
     readonly config: CompiledConfig,
-    /** A WebSocket handshake: what the client sent after it (null for every other request). */
-    readonly upgradeHead: Buffer | null,
+    /** A WebSocket handshake's client connection (null for every other request). */
+    readonly upgrade: HandshakeClient | null,
   ) {}
 
   get route(): RouteEntity {
@@ -309,7 +323,7 @@ class Exchange implements RequestContext, ForwardRequest {
       }
     } else if (h.connection !== undefined) h.connection = 'keep-alive';
     // A WebSocket handshake keeps the two headers that ask the upstream to switch protocols.
-    if (this.upgradeHead !== null) {
+    if (this.upgrade !== null) {
       out.connection = 'upgrade';
       out.upgrade = h.upgrade;
     }
@@ -330,7 +344,7 @@ class Exchange implements RequestContext, ForwardRequest {
     out['x-request-id'] = this.requestId;
     if (!route.preserve_host) out.host = upstream.hostHeader;
     if (this.bufferedBody) {
-      if (this.upgradeHead === null) out['content-length'] = String(this.bufferedBody.length);
+      if (this.upgrade === null) out['content-length'] = String(this.bufferedBody.length);
       else if (this.bufferedBody.length !== 0) {
         // A handshake carries no body (the tunnel's bytes follow it): one a plugin set cannot go.
         this.proxy.logger.error('a plugin set a body for a WebSocket handshake', { request_id: this.requestId, route: route.id });
@@ -339,8 +353,8 @@ class Exchange implements RequestContext, ForwardRequest {
     }
     req.headers = out;
     try {
-      if (this.upgradeHead === null) this.proxy.engine.forward(this, upstream);
-      else this.proxy.engine.forwardUpgrade(this, upstream, this.upgradeHead);
+      if (this.upgrade === null) this.proxy.engine.forward(this, upstream);
+      else this.proxy.engine.forwardUpgrade(this, upstream, this.upgrade);
     } catch (err) {
       // Whatever the engine throws before anything reached the upstream is answered, never left
       // to crash the worker (or to leave the client waiting, from a plugin's promise).
@@ -471,6 +485,15 @@ function hasIdentityHeader(h: IncomingHttpHeaders): boolean {
   );
 }
 
+/** Removes the headers `connection` names, but for its usual options and Host. */
+function dropConnectionOptions(h: IncomingHttpHeaders, connection: string): void {
+  for (const part of connection.split(',')) {
+    const name = part.trim().toLowerCase();
+    if (name === '' || name === 'keep-alive' || name === 'close' || name === 'upgrade' || name === 'host') continue;
+    delete h[name];
+  }
+}
+
 function hasHeader(headers: Record<string, string> | undefined, name: string): boolean {
   if (!headers) return false;
   for (const k in headers) if (k.toLowerCase() === name) return true;
@@ -522,6 +545,8 @@ export class ProxyRuntime {
   private current: CompiledConfig | null = null;
   private readonly noConfigBody: Buffer;
   private readonly servers: Server[] = [];
+  /** Connections handed over by 'upgrade' events, open until closed (see close()). */
+  private readonly upgraded = new Set<Socket>();
   private applying: Promise<unknown> = Promise.resolve();
 
   constructor(options: ProxyRuntimeOptions) {
@@ -575,10 +600,10 @@ export class ProxyRuntime {
   }
 
   /**
-   * One request on a listener; `listenerPort` is that listener's port, as text. `upgradeHead`:
-   * the request is a WebSocket handshake, and this is what the client sent after it.
+   * One request on a listener; `listenerPort` is that listener's port, as text. `upgrade`: the
+   * request is a WebSocket handshake, from this client connection.
    */
-  handle(req: IncomingMessage, res: ServerResponse, https: boolean, listenerPort: string, upgradeHead: Buffer | null): void {
+  handle(req: IncomingMessage, res: ServerResponse, https: boolean, listenerPort: string, upgrade: HandshakeClient | null): void {
     const cfg = this.current;
     const incomingId = req.headers['x-request-id'];
     const requestId = typeof incomingId === 'string' && REQUEST_ID_OK.test(incomingId) ? incomingId : nextRequestId();
@@ -631,6 +656,10 @@ export class ProxyRuntime {
     // Identity headers come from plugins only.
     const h = req.headers;
     if (hasIdentityHeader(h)) for (const name of IDENTITY_HEADERS) delete h[name];
+    // Headers the client's Connection header names are hop-by-hop too (RFC 9110 7.6.1). Dropped
+    // before the plugins run, so a client cannot name one a plugin sets for the upstream.
+    const connection = h.connection;
+    if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close') dropConnectionOptions(h, connection);
 
     const ex = new Exchange(
       this,
@@ -648,7 +677,7 @@ export class ProxyRuntime {
       payload,
       match.matched,
       cfg,
-      upgradeHead,
+      upgrade,
     );
     const chain = payload.chain;
     if (chain.log.length) {
@@ -677,10 +706,13 @@ export class ProxyRuntime {
     // set on it (GATEHOUSE_SEND_TIMEOUT, a slow client) must still close it.
     socket.on('error', () => socket.destroy());
     socket.on('timeout', () => socket.destroy());
+    // Closed at shutdown like the server's own connections (see close()).
+    this.upgraded.add(socket);
+    socket.once('close', () => this.upgraded.delete(socket));
     const res = new ServerResponse(req);
     res.shouldKeepAlive = false;
     res.assignSocket(socket);
-    res.once('finish', () => socket.end());
+    res.once('finish', () => lingeringClose(socket));
     // Node stopped parsing at the head: a body could not be read, nor sent on. (Its length
     // forwarded without it would have the upstream take the next request on the connection as
     // that body: a smuggled request.)
@@ -690,7 +722,7 @@ export class ProxyRuntime {
     }
     const upgrade = req.headers.upgrade;
     const websocket = req.method === 'GET' && typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket';
-    this.handle(req, res, https, listenerPort, websocket ? head : null);
+    this.handle(req, res, https, listenerPort, websocket ? new HandshakeClient(socket, head) : null);
   }
 
   private redirectToHttps(req: IncomingMessage, res: ServerResponse, payload: RoutePayload, host: string, url: string, requestId: string) {
@@ -755,6 +787,10 @@ export class ProxyRuntime {
       ),
     );
     this.servers.length = 0;
+    // Upgraded connections (tunnels, handshakes under way) are not the server's to close. They
+    // go before the upstream connections do: a handshake cut off there would be tried again.
+    for (const socket of this.upgraded) socket.destroy();
+    this.upgraded.clear();
     this.engine.close();
     this.agents.destroy();
     await this.plugins.close();

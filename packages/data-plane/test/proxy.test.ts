@@ -508,6 +508,17 @@ describe('proxy', () => {
     }
   });
 
+  test('headers the Connection header names are hop-by-hop: not forwarded (RFC 9110 7.6.1)', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port });
+    await apply({ services: [svc], routes: [route({ paths: ['/named'] }, svc)] });
+    const res = await req(port, '/named', { headers: { connection: 'keep-alive, X-Hop, x-other', 'x-hop': 'secret', 'x-other': 'o', 'x-keep': 'yes' } });
+    assert.equal(res.status, 200);
+    const echo: Echo = res.json();
+    assert.equal(echo.headers['x-hop'], undefined);
+    assert.equal(echo.headers['x-other'], undefined);
+    assert.equal(echo.headers['x-keep'], 'yes');
+  });
+
   test('a client that reads slowly holds the upstream back (backpressure), then gets the whole body, past read_timeout', async () => {
     const total = 128 * 1024 * 1024;
     const chunk = Buffer.alloc(64 * 1024, 'x');

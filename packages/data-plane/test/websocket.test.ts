@@ -38,6 +38,24 @@ const gate: PluginDefinition<Record<string, never>> = {
   }),
 };
 
+/** Lets everything in, after `ms` (400). */
+const slowGate: PluginDefinition<{ ms?: number }> = {
+  name: 'slow-gate',
+  version: '1.0.0',
+  priority: 900,
+  configSchema: z.strictObject({ ms: z.number().optional() }),
+  dataPlane: async () => ({
+    default: () => ({
+      async access(_ctx, config) {
+        await new Promise((r) => setTimeout(r, config.ms ?? 400));
+      },
+    }),
+  }),
+};
+
+const HANDSHAKE = (path: string, extra = '') =>
+  `GET ${path} HTTP/1.1\r\nHost: ws.example.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extra}\r\n`;
+
 type Handshake =
   | { kind: 'tunnel'; headers: IncomingHttpHeaders; socket: Socket; head: Buffer }
   | { kind: 'response'; status: number; headers: IncomingHttpHeaders; body: string; complete: boolean; closed: Promise<void> };
@@ -186,16 +204,20 @@ describe('WebSocket', () => {
     dp = await startDataPlane({
       config: dpConfig({ GATEHOUSE_DATA_DIR: dir.path, GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0, 127.0.0.1:0 ssl', GATEHOUSE_SEND_TIMEOUT: '500' }),
       store,
-      plugins: new Map([['gate', gate]]),
+      plugins: new Map<string, PluginDefinition<any>>([
+        ['gate', gate],
+        ['slow-gate', slowGate],
+      ]),
     });
     port = dp.addresses.find((a) => !a.ssl)!.port;
     tlsPort = dp.addresses.find((a) => a.ssl)!.port;
     const svc = service({ host: '127.0.0.1', port: up.port, path: '/base', read_timeout: 2000 });
     const gated = route({ paths: ['/ws'] }, svc);
+    const slow = route({ paths: ['/slowgate'] }, svc);
     await apply({
       services: [svc],
-      routes: [gated, route({ paths: ['/open'] }, svc)],
-      plugins: [plugin('gate', {}, { route: { id: gated.id } })],
+      routes: [gated, slow, route({ paths: ['/open'] }, svc)],
+      plugins: [plugin('gate', {}, { route: { id: gated.id } }), plugin('slow-gate', {}, { route: { id: slow.id } })],
     });
   });
   after(async () => {
@@ -296,6 +318,92 @@ describe('WebSocket', () => {
     assert.equal(h.headers.connection, 'close');
     await h.closed;
     assert.equal(handshakes.length, before, 'nothing reached the upstream');
+  });
+
+  test('a client that leaves while an access plugin works: its handshake never reaches the upstream', async () => {
+    const before = handshakes.length;
+    const socket = connect(port, '127.0.0.1', () => socket.end(HANDSHAKE('/slowgate/x')));
+    socket.on('error', () => {});
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(handshakes.length, before);
+    socket.destroy();
+  });
+
+  test('headers the Connection header names do not reach the upstream', async () => {
+    const before = handshakes.length;
+    const h = await handshake(port, '/open/named', { headers: { connection: 'Upgrade, X-Hop', 'x-hop': 'secret', 'x-keep': 'yes' } });
+    assert.equal(h.kind, 'tunnel');
+    if (h.kind === 'tunnel') h.socket.destroy();
+    assert.equal(handshakes[before].headers['x-hop'], undefined);
+    assert.equal(handshakes[before].headers['x-keep'], 'yes');
+    assert.equal(handshakes[before].headers.upgrade, 'websocket');
+  });
+
+  test('a connection answered without a tunnel is closed once the client closes its side, even with bytes unread', async () => {
+    const server = (dp.proxy as unknown as { servers: import('node:net').Server[] }).servers[0];
+    for (const kind of ['websocket', 'h2c']) {
+      // A 404 to a WebSocket handshake and to an h2c request, each followed by bytes Node never reads.
+      const path = '/nowhere';
+      const upgrade = kind === 'websocket' ? HANDSHAKE(path) : `GET ${path} HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`;
+      let proxySide: Socket | null = null;
+      server.once('connection', (s: Socket) => (proxySide = s));
+      // More than socket buffers hold: Node stops reading, and would never see the client's FIN.
+      const socket = connect(port, '127.0.0.1', () => socket.write(upgrade + 'x'.repeat(200_000)));
+      const text = await read(socket, 'values"}');
+      assert.match(text, /^HTTP\/1\.1 404 /);
+      socket.end();
+      // Well before the 5 s a silent client is given.
+      await waitFor(`the proxy's side of the ${kind} connection closed`, () => proxySide?.destroyed === true, 2000);
+    }
+  });
+
+  test('closing the data plane closes its tunnels and handshakes under way; none is sent again', async () => {
+    const dir3 = tempDir();
+    const dp3 = await startDataPlane({
+      config: dpConfig({ GATEHOUSE_DATA_DIR: dir3.path }),
+      store,
+      plugins: new Map<string, PluginDefinition<any>>([
+        ['gate', gate],
+        ['slow-gate', slowGate],
+      ]),
+    });
+    try {
+      const svc = service({ host: '127.0.0.1', port: up.port, path: '/base', read_timeout: 2000 });
+      // Its plugin outlasts close()'s 2 s of grace.
+      const late = route({ paths: ['/late'] }, svc);
+      await apply({ services: [svc], routes: [route({ paths: ['/open'] }, svc), late], plugins: [plugin('slow-gate', { ms: 3000 }, { route: { id: late.id } })] });
+      await waitFor('third data plane applied', () => dp3.configVersion?.version === version);
+      const port3 = dp3.addresses[0].port;
+      const open = await handshake(port3, '/open/live');
+      assert.equal(open.kind, 'tunnel');
+      if (open.kind !== 'tunnel') return;
+      // Read, so that the closes are seen.
+      open.socket.resume();
+      const tunnelClosed = new Promise<void>((r) => open.socket.once('close', () => r()));
+      const slowSeen = () => handshakes.filter((x) => x.url.endsWith('/slow')).length;
+      const before = slowSeen();
+      const pending = connect(port3, '127.0.0.1', () => pending.write(HANDSHAKE('/open/slow')));
+      pending.on('error', () => {});
+      pending.resume();
+      const pendingClosed = new Promise<void>((r) => pending.once('close', () => r()));
+      await waitFor('pending handshake at the upstream', () => slowSeen() === before + 1);
+      const lateSeen = () => handshakes.filter((x) => x.url.startsWith('/base/late')).length;
+      const waiting = connect(port3, '127.0.0.1', () => waiting.write(HANDSHAKE('/late/x')));
+      waiting.on('error', () => {});
+      waiting.resume();
+      await new Promise((r) => setTimeout(r, 100));
+      await dp3.close();
+      await tunnelClosed;
+      await pendingClosed;
+      // Past the plugin's 3 s: the handshake it held is not sent once the data plane is closed.
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(slowSeen(), before + 1, 'the pending handshake was sent again');
+      assert.equal(lateSeen(), 0, 'a handshake went upstream after close()');
+      waiting.destroy();
+    } finally {
+      await dp3.close();
+      dir3.remove();
+    }
   });
 
   test('no route: 404 with Kong body', async () => {

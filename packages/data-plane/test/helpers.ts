@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { GatehouseConfig } from '@gatehouse/core/config.ts';
 import { loadConfig } from '@gatehouse/core/config.ts';
 import type { RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
-import { routeEntity } from '@gatehouse/core/test-fixtures.ts';
+import { buildSnapshot, publishSnapshot, routeEntity } from '@gatehouse/core/test-fixtures.ts';
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -116,4 +116,20 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, stepMs));
   }
+}
+
+/**
+ * Publishes numbered snapshots to `store` and waits until `dataPlane()` serves each; `version`
+ * is the last one published (other data planes on the same store can wait for it too).
+ */
+export function snapshotApplier(store: Parameters<typeof publishSnapshot>[0], dataPlane: () => { configVersion: { version: number } | null }) {
+  const applier = {
+    version: 0,
+    async apply(content: Parameters<typeof buildSnapshot>[1]): Promise<void> {
+      const snap = buildSnapshot(++applier.version, content);
+      await publishSnapshot(store, snap);
+      await waitFor('snapshot applied', () => dataPlane().configVersion?.version === snap.version);
+    },
+  };
+  return applier;
 }

@@ -10,7 +10,7 @@ import type { Snapshot } from '@gatehouse/core/snapshot.ts';
 import { MemoryStore } from '@gatehouse/core/store/memory.ts';
 import { tempDir } from '@gatehouse/core/testing.ts';
 import { startDataPlane, type DataPlane } from '../src/index.ts';
-import { consumer, dpConfig, plugin, publish, req, route, service, snapshot, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
+import { consumer, dpConfig, plugin, publish, req, route, service, snapshot, snapshotApplier, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
 
 const calls: string[] = [];
 let factoryCalls = 0;
@@ -118,12 +118,8 @@ describe('plugin pipeline', () => {
   let dp: DataPlane;
   let port: number;
   let up: Upstream;
-  let version = 0;
-  async function apply(content: Parameters<typeof snapshot>[1]) {
-    const snap = snapshot(++version, content);
-    await publish(store, snap);
-    await waitFor('snapshot applied', () => dp.configVersion?.version === snap.version);
-  }
+  const applier = snapshotApplier(store, () => dp);
+  const apply = applier.apply;
 
   before(async () => {
     up = await startUpstream('main');
@@ -161,7 +157,7 @@ describe('plugin pipeline', () => {
     await apply({ services: [svc], routes: [r1], plugins: [plugin('tagger', { tag: 'again' })] });
     assert.equal((await req(port, '/r1')).json().headers['x-tag'], 'again');
     assert.equal(factoryCalls, 1);
-    assert.deepEqual(snapshotsSeen.slice(-2), [version - 1, version]);
+    assert.deepEqual(snapshotsSeen.slice(-2), [applier.version - 1, applier.version]);
   });
 
   test('priority order, consumer-scoped config after authentication, plugin-set identity headers reach the upstream', async () => {

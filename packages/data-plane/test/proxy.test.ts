@@ -10,7 +10,7 @@ import { MemoryStore } from '@gatehouse/core/store/memory.ts';
 import { tempDir } from '@gatehouse/core/testing.ts';
 import { startDataPlane, type DataPlane } from '../src/index.ts';
 import { IDENTITY_HEADERS } from '../src/proxy.ts';
-import { dpConfig, publish, req, route, service, snapshot, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
+import { dpConfig, req, route, service, snapshotApplier, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
 
 describe('proxy', () => {
   const store = new MemoryStore();
@@ -19,13 +19,9 @@ describe('proxy', () => {
   let port: number;
   let tlsPort: number;
   let up: Upstream;
-  let version = 0;
 
-  async function apply(content: Parameters<typeof snapshot>[1]) {
-    const snap = snapshot(++version, content);
-    await publish(store, snap);
-    await waitFor('snapshot applied', () => dp.configVersion?.version === snap.version);
-  }
+  const applier = snapshotApplier(store, () => dp);
+  const apply = applier.apply;
 
   before(async () => {
     up = await startUpstream('main');
@@ -585,7 +581,7 @@ describe('proxy', () => {
     try {
       const svc = service({ host: '127.0.0.1', port: endless.port, read_timeout: 60_000 });
       await apply({ services: [svc], routes: [route({ paths: ['/endless'] }, svc)] });
-      await waitFor('second data plane applied', () => dp2.configVersion?.version === version);
+      await waitFor('second data plane applied', () => dp2.configVersion?.version === applier.version);
       const dp2Port = dp2.addresses[0].port;
       const t0 = Date.now();
       const complete = await new Promise<boolean>((resolve, reject) => {
@@ -629,7 +625,7 @@ describe('proxy', () => {
       try {
         const last = service({ host: '127.0.0.1', port: ending.port, read_timeout: 60_000 });
         await apply({ services: [svc, last], routes: [route({ paths: ['/endless'] }, svc), route({ paths: ['/ending'] }, last)] });
-        await waitFor('second data plane applied', () => dp2.configVersion?.version === version);
+        await waitFor('second data plane applied', () => dp2.configVersion?.version === applier.version);
         const r = httpRequest({ host: '127.0.0.1', port: dp2Port, path: '/ending', agent: false }, (res) => res.pause());
         r.on('error', () => {});
         r.end();
@@ -649,7 +645,7 @@ describe('proxy', () => {
         try {
           const lateSvc = service({ host: '127.0.0.1', port: slow.port, read_timeout: 60_000 });
           await apply({ services: [svc, last, lateSvc], routes: [route({ paths: ['/endless'] }, svc), route({ paths: ['/ending'] }, last), route({ paths: ['/late'] }, lateSvc)] });
-          await waitFor('second data plane applied', () => dp2.configVersion?.version === version);
+          await waitFor('second data plane applied', () => dp2.configVersion?.version === applier.version);
           const text = await new Promise<string>((resolve, reject) => {
             const socket = createConnection(dp2Port, '127.0.0.1', () => socket.write('GET /ending HTTP/1.1\r\nHost: a\r\n\r\nGET /late HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'));
             socket.pause();

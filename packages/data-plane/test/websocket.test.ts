@@ -12,7 +12,7 @@ import type { PluginDefinition } from '@gatehouse/core/plugin-sdk.ts';
 import { MemoryStore } from '@gatehouse/core/store/memory.ts';
 import { tempDir } from '@gatehouse/core/testing.ts';
 import { startDataPlane, type DataPlane } from '../src/index.ts';
-import { dpConfig, plugin, publish, route, service, snapshot, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
+import { dpConfig, plugin, route, service, snapshotApplier, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const accept = (key: string) => createHash('sha1').update(key + GUID).digest('base64');
@@ -102,6 +102,18 @@ function plainGet(port: number, path: string): Promise<number> {
   });
 }
 
+/** The handshake was answered without a tunnel (asserted). */
+function answered(h: Handshake): Extract<Handshake, { kind: 'response' }> {
+  assert.equal(h.kind, 'response');
+  return h as Extract<Handshake, { kind: 'response' }>;
+}
+
+/** The handshake opened a tunnel (asserted). */
+function tunnelled(h: Handshake): Extract<Handshake, { kind: 'tunnel' }> {
+  assert.equal(h.kind, 'tunnel');
+  return h as Extract<Handshake, { kind: 'tunnel' }>;
+}
+
 /** Reads from `socket` until `expected` bytes (or a text ending with `expected`) arrived, or it closes. */
 function read(socket: Socket, expected: number | string, first: Buffer = Buffer.alloc(0)): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -129,7 +141,6 @@ describe('WebSocket', () => {
   let port: number;
   let tlsPort: number;
   let up: Upstream;
-  let version = 0;
   const handshakes: { url: string; headers: IncomingHttpHeaders }[] = [];
   const upstreamSockets = new Set<Socket>();
   let endlessClosed = 0;
@@ -138,11 +149,8 @@ describe('WebSocket', () => {
   let bigRefusalClosed = 0;
   let flakyAttempts = 0;
 
-  async function apply(content: Parameters<typeof snapshot>[1]) {
-    const snap = snapshot(++version, content);
-    await publish(store, snap);
-    await waitFor('snapshot applied', () => dp.configVersion?.version === snap.version);
-  }
+  const applier = snapshotApplier(store, () => dp);
+  const apply = applier.apply;
 
   before(async () => {
     // Ordinary requests get the helper's echo; handshakes are switched (or, under /refuse, refused).
@@ -229,9 +237,7 @@ describe('WebSocket', () => {
   test('a handshake passes the access plugins and reaches the upstream with Kong headers; bytes then flow both ways', async () => {
     logged.length = 0;
     const before = handshakes.length;
-    const h = await handshake(port, '/ws/chat?room=1', { headers: { 'x-let-in': 'yes', 'x-consumer-username': 'admin', 'x-forwarded-for': '203.0.113.7' } });
-    assert.equal(h.kind, 'tunnel');
-    if (h.kind !== 'tunnel') return;
+    const h = tunnelled(await handshake(port, '/ws/chat?room=1', { headers: { 'x-let-in': 'yes', 'x-consumer-username': 'admin', 'x-forwarded-for': '203.0.113.7' } }));
     assert.equal(h.headers['sec-websocket-accept'], accept('dGhlIHNhbXBsZSBub25jZQ=='));
     assert.equal(h.headers.upgrade, 'websocket');
     const seen = handshakes[before];
@@ -258,9 +264,7 @@ describe('WebSocket', () => {
 
   test('wss on the TLS listener: the same tunnel, X-Forwarded-Proto https', async () => {
     const before = handshakes.length;
-    const h = await handshake(tlsPort, '/open/secure', { tls: true, key: 'AQIDBAUGBwgJCgsMDQ4PEA==' });
-    assert.equal(h.kind, 'tunnel');
-    if (h.kind !== 'tunnel') return;
+    const h = tunnelled(await handshake(tlsPort, '/open/secure', { tls: true, key: 'AQIDBAUGBwgJCgsMDQ4PEA==' }));
     assert.equal(h.headers['sec-websocket-accept'], accept('AQIDBAUGBwgJCgsMDQ4PEA=='));
     assert.equal(handshakes[before].headers['x-forwarded-proto'], 'https');
     assert.equal(await read(h.socket, 'hello;'.length, h.head), 'hello;');
@@ -310,9 +314,7 @@ describe('WebSocket', () => {
 
   test('an access plugin refusing the handshake answers as for any request, and the connection closes', async () => {
     const before = handshakes.length;
-    const h = await handshake(port, '/ws/chat');
-    assert.equal(h.kind, 'response');
-    if (h.kind !== 'response') return;
+    const h = answered(await handshake(port, '/ws/chat'));
     assert.equal(h.status, 401);
     assert.deepEqual(JSON.parse(h.body), { message: 'Unauthorized' });
     assert.equal(h.headers.connection, 'close');
@@ -331,9 +333,7 @@ describe('WebSocket', () => {
 
   test('headers the Connection header names do not reach the upstream', async () => {
     const before = handshakes.length;
-    const h = await handshake(port, '/open/named', { headers: { connection: 'Upgrade, X-Hop', 'x-hop': 'secret', 'x-keep': 'yes' } });
-    assert.equal(h.kind, 'tunnel');
-    if (h.kind === 'tunnel') h.socket.destroy();
+    tunnelled(await handshake(port, '/open/named', { headers: { connection: 'Upgrade, X-Hop', 'x-hop': 'secret', 'x-keep': 'yes' } })).socket.destroy();
     assert.equal(handshakes[before].headers['x-hop'], undefined);
     assert.equal(handshakes[before].headers['x-keep'], 'yes');
     assert.equal(handshakes[before].headers.upgrade, 'websocket');
@@ -372,11 +372,9 @@ describe('WebSocket', () => {
       // Its plugin outlasts close()'s 2 s of grace.
       const late = route({ paths: ['/late'] }, svc);
       await apply({ services: [svc], routes: [route({ paths: ['/open'] }, svc), late], plugins: [plugin('slow-gate', { ms: 3000 }, { route: { id: late.id } })] });
-      await waitFor('third data plane applied', () => dp3.configVersion?.version === version);
+      await waitFor('third data plane applied', () => dp3.configVersion?.version === applier.version);
       const port3 = dp3.addresses[0].port;
-      const open = await handshake(port3, '/open/live');
-      assert.equal(open.kind, 'tunnel');
-      if (open.kind !== 'tunnel') return;
+      const open = tunnelled(await handshake(port3, '/open/live'));
       // Read, so that the closes are seen.
       open.socket.resume();
       const tunnelClosed = new Promise<void>((r) => open.socket.once('close', () => r()));
@@ -407,18 +405,14 @@ describe('WebSocket', () => {
   });
 
   test('no route: 404 with Kong body', async () => {
-    const h = await handshake(port, '/nowhere');
-    assert.equal(h.kind, 'response');
-    if (h.kind !== 'response') return;
+    const h = answered(await handshake(port, '/nowhere'));
     assert.equal(h.status, 404);
     assert.deepEqual(JSON.parse(h.body), { message: 'no Route matched with those values' });
     await h.closed;
   });
 
   test('an upstream that answers without switching protocols: its response is relayed whole, then the connection closes', async () => {
-    const h = await handshake(port, '/open/refuse');
-    assert.equal(h.kind, 'response');
-    if (h.kind !== 'response') return;
+    const h = answered(await handshake(port, '/open/refuse'));
     assert.equal(h.status, 403);
     assert.equal(h.body, 'nope!');
     assert.equal(h.headers['content-type'], 'text/plain');
@@ -426,9 +420,7 @@ describe('WebSocket', () => {
   });
 
   test('a refused handshake whose body the upstream cuts short is cut short for the client too', async () => {
-    const h = await handshake(port, '/open/truncated');
-    assert.equal(h.kind, 'response');
-    if (h.kind !== 'response') return;
+    const h = answered(await handshake(port, '/open/truncated'));
     assert.equal(h.status, 403);
     assert.equal(h.body, '0123456789');
     assert.equal(h.complete, false);
@@ -436,9 +428,7 @@ describe('WebSocket', () => {
   });
 
   test("a refused handshake's upstream connection is not reused for the next request", async () => {
-    const h = await handshake(port, '/open/refuse-keepalive');
-    assert.equal(h.kind, 'response');
-    if (h.kind !== 'response') return;
+    const h = answered(await handshake(port, '/open/refuse-keepalive'));
     assert.equal(h.status, 403);
     assert.equal(h.body, 'nope!');
     const plain = await plainGet(port, '/open/which');
@@ -448,9 +438,7 @@ describe('WebSocket', () => {
   });
 
   test('a handshake with Content-Length: 0 is tunnelled like any other', async () => {
-    const h = await handshake(port, '/open/zero', { headers: { 'content-length': '0' } });
-    assert.equal(h.kind, 'tunnel');
-    if (h.kind === 'tunnel') h.socket.destroy();
+    tunnelled(await handshake(port, '/open/zero', { headers: { 'content-length': '0' } })).socket.destroy();
   });
 
   test('bytes the client sends while a failed attempt is retried still reach the upstream', async () => {
@@ -500,9 +488,7 @@ describe('WebSocket', () => {
     const dead = service({ host: '127.0.0.1', port: deadPort, retries: 1 });
     const svc = service({ host: '127.0.0.1', port: up.port, path: '/base', read_timeout: 2000 });
     await apply({ services: [svc, dead], routes: [route({ paths: ['/open'] }, svc), route({ paths: ['/dead'] }, dead)] });
-    const h = await handshake(port, '/dead');
-    assert.equal(h.kind, 'response');
-    if (h.kind !== 'response') return;
+    const h = answered(await handshake(port, '/dead'));
     assert.equal(h.status, 502);
     assert.deepEqual(JSON.parse(h.body), { message: 'An invalid response was received from the upstream server' });
   });
@@ -510,9 +496,7 @@ describe('WebSocket', () => {
   test('a tunnel silent both ways for read_timeout is closed, upstream side too', async () => {
     const quick = service({ host: '127.0.0.1', port: up.port, read_timeout: 300 });
     await apply({ services: [quick], routes: [route({ paths: ['/quick'] }, quick)] });
-    const h = await handshake(port, '/quick');
-    assert.equal(h.kind, 'tunnel');
-    if (h.kind !== 'tunnel') return;
+    const h = tunnelled(await handshake(port, '/quick'));
     const t0 = Date.now();
     // Traffic keeps it open past read_timeout...
     for (let i = 0; i < 4; i++) {

@@ -485,11 +485,15 @@ function hasIdentityHeader(h: IncomingHttpHeaders): boolean {
   );
 }
 
-/** Removes the headers `connection` names, but for its usual options and Host. */
+/**
+ * Removes the headers `connection` names, but for its usual options, Host, and the headers that
+ * frame the body (Node has read the body by them; without them it would be forwarded empty).
+ */
 function dropConnectionOptions(h: IncomingHttpHeaders, connection: string): void {
   for (const part of connection.split(',')) {
     const name = part.trim().toLowerCase();
     if (name === '' || name === 'keep-alive' || name === 'close' || name === 'upgrade' || name === 'host') continue;
+    if (name === 'content-length' || name === 'transfer-encoding') continue;
     delete h[name];
   }
 }
@@ -712,7 +716,14 @@ export class ProxyRuntime {
     const res = new ServerResponse(req);
     res.shouldKeepAlive = false;
     res.assignSocket(socket);
-    res.once('finish', () => lingeringClose(socket));
+    let handshake: HandshakeClient | null = null;
+    res.once('finish', () => {
+      // Answered without a tunnel (by the gateway or the upstream): what the client sent after its
+      // handshake is no longer kept, and its reading must not reset the connection at 64 KiB.
+      handshake?.stopReading();
+      handshake?.take();
+      lingeringClose(socket);
+    });
     // Node stopped parsing at the head: a body could not be read, nor sent on. (Its length
     // forwarded without it would have the upstream take the next request on the connection as
     // that body: a smuggled request.)
@@ -722,7 +733,8 @@ export class ProxyRuntime {
     }
     const upgrade = req.headers.upgrade;
     const websocket = req.method === 'GET' && typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket';
-    this.handle(req, res, https, listenerPort, websocket ? new HandshakeClient(socket, head) : null);
+    if (websocket) handshake = new HandshakeClient(socket, head);
+    this.handle(req, res, https, listenerPort, handshake);
   }
 
   private redirectToHttps(req: IncomingMessage, res: ServerResponse, payload: RoutePayload, host: string, url: string, requestId: string) {

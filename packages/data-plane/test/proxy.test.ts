@@ -513,6 +513,10 @@ describe('proxy', () => {
     assert.equal(echo.headers['x-hop'], undefined);
     assert.equal(echo.headers['x-other'], undefined);
     assert.equal(echo.headers['x-keep'], 'yes');
+    // Naming the headers that frame the body does not lose the body.
+    const posted = await req(port, '/named', { method: 'POST', body: 'hello', headers: { connection: 'keep-alive, Content-Length', 'content-length': '5' } });
+    assert.equal(posted.status, 200);
+    assert.equal((posted.json() as Echo).body, 'hello');
   });
 
   test('a client that reads slowly holds the upstream back (backpressure), then gets the whole body, past read_timeout', async () => {

@@ -348,7 +348,14 @@ describe('WebSocket', () => {
       let proxySide: Socket | null = null;
       server.once('connection', (s: Socket) => (proxySide = s));
       // More than socket buffers hold: Node stops reading, and would never see the client's FIN.
-      const socket = connect(port, '127.0.0.1', () => socket.write(upgrade + 'x'.repeat(200_000)));
+      const socket = connect(port, '127.0.0.1');
+      await new Promise((r) => socket.once('connect', r));
+      // Sent a piece at a time, and read only once all is sent: the answer must still be there,
+      // not lost to a reset of the connection (nor the sending cut off by one).
+      for (const piece of [upgrade, ...Array.from({ length: 13 }, () => 'x'.repeat(16_000))]) {
+        await new Promise<void>((resolve, reject) => socket.write(piece, (err) => (err ? reject(err) : resolve())));
+        await new Promise((r) => setTimeout(r, 10));
+      }
       const text = await read(socket, 'values"}');
       assert.match(text, /^HTTP\/1\.1 404 /);
       socket.end();

@@ -392,8 +392,8 @@ describe('WebSocket', () => {
       pending.resume();
       const pendingClosed = new Promise<void>((r) => pending.once('close', () => r()));
       await waitFor('pending handshake at the upstream', () => slowSeen() === before + 1);
-      const lateSeen = () => handshakes.filter((x) => x.url.startsWith('/base/late')).length;
-      const waiting = connect(port3, '127.0.0.1', () => waiting.write(HANDSHAKE('/late/x')));
+      const lateSeen = () => handshakes.filter((x) => x.url === '/base/held').length;
+      const waiting = connect(port3, '127.0.0.1', () => waiting.write(HANDSHAKE('/late/held')));
       waiting.on('error', () => {});
       waiting.resume();
       await new Promise((r) => setTimeout(r, 100));

@@ -54,7 +54,6 @@ export interface ForwardingEngine {
    * client's connection into a tunnel of bytes both ways; any other answer is relayed as a response.
    */
   forwardUpgrade(request: ForwardRequest, upstream: Upstream, client: HandshakeClient): void;
-  /** Also closes the open tunnels. */
   close(): void;
 }
 
@@ -174,14 +173,15 @@ export class HandshakeClient {
     this.socket.destroy();
   };
 
-  /** The tunnel takes over, or no tunnel will come. */
+  /** No tunnel will come (or not yet: a retry reads on). */
   stopReading(): void {
     this.socket.off('data', this.onData);
     this.socket.off('end', this.onEnd);
   }
 
-  /** What was buffered, handed over once (not kept for the tunnel's life). */
+  /** Stops reading and hands over what was buffered, once (not kept for the tunnel's life). */
   take(): Buffer {
+    this.stopReading();
     const head = this.head;
     this.head = EMPTY;
     return head;
@@ -256,7 +256,7 @@ const SOCKET_LISTENING = Symbol('gatehouse.readTimeoutListener');
  * the rest of the body forever.
  */
 function onUpstreamResponseClose(this: IncomingMessage): void {
-  if (!this.complete) ((this as any)[STATE] as AttemptState | undefined)?.request.res.destroy();
+  if (!this.complete) ((this as any)[STATE] as Attempt | undefined)?.request.res.destroy();
 }
 
 /**
@@ -355,6 +355,22 @@ function onClientResponseClose(this: ServerResponse): void {
   else state.proxyReq?.destroy();
 }
 
+/** Gives up on the attempt's upstream request: its `what` (connect, read, write) took too long. */
+function timeOut(state: Attempt, proxyReq: ClientRequest, what: string): void {
+  state.timedOut = true;
+  proxyReq.destroy(Object.assign(new Error(`upstream ${what} timeout`), { code: 'ETIMEDOUT' }));
+}
+
+/** A new upstream socket is connecting: runs `then` once it is, or times the attempt out at connect_timeout. */
+function awaitConnect(state: Attempt, proxyReq: ClientRequest, socket: Socket, then: () => void): void {
+  const timer = setTimeout(timeOut, state.upstream.connectTimeout, state, proxyReq, 'connect');
+  socket.once(state.upstream.protocol === 'https' ? 'secureConnect' : 'connect', () => {
+    clearTimeout(timer);
+    then();
+  });
+  socket.once('close', () => clearTimeout(timer));
+}
+
 /**
  * `timeout` listener of an upstream socket (`this`), shared by every socket: the request it
  * carries now, if any, timed out reading. An idle socket in the agent's pool carries none (the
@@ -364,8 +380,7 @@ function onSocketTimeout(this: Socket & { [SOCKET_ATTEMPT]?: AttemptState }): vo
   const req = (this as any)._httpMessage as ClientRequest | null;
   const state = this[SOCKET_ATTEMPT];
   if (!req || !state || state.proxyReq !== req || req.destroyed) return;
-  state.timedOut = true;
-  req.destroy(Object.assign(new Error('upstream read timeout'), { code: 'ETIMEDOUT' }));
+  timeOut(state, req, 'read');
 }
 
 /**
@@ -399,8 +414,6 @@ export interface HttpProxyEngineOptions {
 
 export class HttpProxyEngine implements ForwardingEngine {
   private readonly sendTimeout: number;
-  /** close() was called: no handshake goes upstream any more, none is retried. */
-  private closing = false;
 
   constructor(options: HttpProxyEngineOptions = {}) {
     this.sendTimeout = options.sendTimeout ?? 60_000;
@@ -516,19 +529,9 @@ export class HttpProxyEngine implements ForwardingEngine {
     // A retry's request, started just as the client left.
     if (state.clientGone) return void proxyReq.destroy();
     state.proxyReq = proxyReq;
-    const { upstream } = state;
     const socket = proxyReq.socket as Socket;
-    if (socket.connecting) {
-      const timer = setTimeout(() => {
-        state.timedOut = true;
-        proxyReq.destroy(Object.assign(new Error('upstream connect timeout'), { code: 'ETIMEDOUT' }));
-      }, upstream.connectTimeout);
-      socket.once(upstream.protocol === 'https' ? 'secureConnect' : 'connect', () => {
-        clearTimeout(timer);
-        this.connected(state, proxyReq);
-      });
-      socket.once('close', () => clearTimeout(timer));
-    } else this.connected(state, proxyReq);
+    if (socket.connecting) awaitConnect(state, proxyReq, socket, () => this.connected(state, proxyReq));
+    else this.connected(state, proxyReq);
   }
 
   /** The upstream socket is connected (a reused keep-alive socket: at once). No closure per request. */
@@ -555,10 +558,7 @@ export class HttpProxyEngine implements ForwardingEngine {
     state.bodyStarted = true;
     // write_timeout: the longest stall while sending the body upstream. One timer, pushed back
     // by each chunk (refresh(), not a new timer per chunk).
-    const timer = setTimeout(() => {
-      state.timedOut = true;
-      proxyReq.destroy(Object.assign(new Error('upstream write timeout'), { code: 'ETIMEDOUT' }));
-    }, state.upstream.writeTimeout);
+    const timer = setTimeout(timeOut, state.upstream.writeTimeout, state, proxyReq, 'write');
     const clear = () => clearTimeout(timer);
     req.on('data', (chunk: Buffer) => {
       timer.refresh();
@@ -597,7 +597,7 @@ export class HttpProxyEngine implements ForwardingEngine {
    * (so no retry, and no Kong error body), and has no connect or read timeout.
    */
   forwardUpgrade(request: ForwardRequest, upstream: Upstream, client: HandshakeClient): void {
-    if (clientLeft(request) || this.closing) return void client.socket.destroy();
+    if (clientLeft(request)) return void client.socket.destroy();
     const state: UpgradeState = {
       request,
       upstream,
@@ -626,21 +626,10 @@ export class HttpProxyEngine implements ForwardingEngine {
     const send = upstream.protocol === 'https' ? httpsRequest : httpRequest;
     const proxyReq = send({ host: upstream.host, port: upstream.port, method: 'GET', path: request.upstreamUrl, headers: request.req.headers, agent: upstream.agent });
     state.proxyReq = proxyReq;
-    const timeout = (what: string) => () => {
-      state.timedOut = true;
-      proxyReq.destroy(Object.assign(new Error(`upstream ${what} timeout`), { code: 'ETIMEDOUT' }));
-    };
-    proxyReq.once('socket', (socket: Socket) => {
-      if (!socket.connecting) return void (state.connected = true);
-      const timer = setTimeout(timeout('connect'), upstream.connectTimeout);
-      socket.once(upstream.protocol === 'https' ? 'secureConnect' : 'connect', () => {
-        clearTimeout(timer);
-        state.connected = true;
-      });
-      socket.once('close', () => clearTimeout(timer));
-    });
+    const connected = () => void (state.connected = true);
+    proxyReq.once('socket', (socket: Socket) => (socket.connecting ? awaitConnect(state, proxyReq, socket, connected) : connected()));
     // Until the upstream answers; the tunnel then has its own idle timeout (openTunnel).
-    proxyReq.setTimeout(upstream.readTimeout, timeout('read'));
+    proxyReq.setTimeout(upstream.readTimeout, () => timeOut(state, proxyReq, 'read'));
     proxyReq.on('error', (err) => this.onUpgradeError(state, err));
     proxyReq.once('response', (proxyRes: IncomingMessage) => {
       // The upstream answered without switching protocols: an ordinary response, then the
@@ -656,8 +645,6 @@ export class HttpProxyEngine implements ForwardingEngine {
     proxyReq.end();
   }
 
-  private readonly tunnels = new Set<Socket>();
-
   /**
    * The upstream switched protocols: its 101 goes to the client as it came, then bytes flow both
    * ways untouched. A tunnel silent both ways for read_timeout is closed (nginx, under Kong,
@@ -666,7 +653,7 @@ export class HttpProxyEngine implements ForwardingEngine {
   private openTunnel(state: UpgradeState, proxyRes: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void {
     state.responded = true;
     state.tunnel = true;
-    state.client.stopReading();
+    const early = state.client.take();
     const client = state.request.req.socket;
     if (client.destroyed) return void upstream.destroy();
     // For the log phase: what the client got.
@@ -676,18 +663,13 @@ export class HttpProxyEngine implements ForwardingEngine {
     for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
     client.write(`${head}\r\n`);
     if (upstreamHead.length) client.write(upstreamHead);
-    const early = state.client.take();
     if (early.length) upstream.write(early);
     upstream.setNoDelay(true);
     upstream.setTimeout(state.upstream.readTimeout);
     upstream.on('timeout', () => upstream.destroy());
     upstream.on('error', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
-    client.once('close', () => {
-      upstream.destroy();
-      this.tunnels.delete(client);
-    });
-    this.tunnels.add(client);
+    client.once('close', () => upstream.destroy());
     upstream.pipe(client);
     client.pipe(upstream);
   }
@@ -696,7 +678,7 @@ export class HttpProxyEngine implements ForwardingEngine {
     const { request } = state;
     if (state.responded) return void request.req.socket.destroy();
     if (clientLeft(request)) return;
-    const verdict = this.closing ? 'connect' : judge(state, err, true);
+    const verdict = judge(state, err, true);
     if (verdict !== 'retry') {
       state.client.stopReading();
       return request.onUpstreamError(verdict, err);
@@ -706,10 +688,7 @@ export class HttpProxyEngine implements ForwardingEngine {
   }
 
   close(): void {
-    this.closing = true;
     for (const ref of this.all) ref.deref()?.close();
     this.all.clear();
-    for (const socket of this.tunnels) socket.destroy();
-    this.tunnels.clear();
   }
 }

@@ -720,7 +720,6 @@ export class ProxyRuntime {
     res.once('finish', () => {
       // Answered without a tunnel (by the gateway or the upstream): what the client sent after its
       // handshake is no longer kept, and its reading must not reset the connection at 64 KiB.
-      handshake?.stopReading();
       handshake?.take();
       lingeringClose(socket);
     });

@@ -133,3 +133,11 @@ export function snapshotApplier(store: Parameters<typeof publishSnapshot>[0], da
   };
   return applier;
 }
+
+/** Writes `chunk` again and again, as fast as `out` takes it, until it is destroyed (an upstream that never ends). */
+export function writeForever(out: import('node:stream').Writable, chunk: Buffer | string): void {
+  const more = () => {
+    while (!out.destroyed) if (!out.write(chunk)) return void out.once('drain', more);
+  };
+  more();
+}

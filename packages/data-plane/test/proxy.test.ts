@@ -10,7 +10,7 @@ import { MemoryStore } from '@gatehouse/core/store/memory.ts';
 import { tempDir } from '@gatehouse/core/testing.ts';
 import { startDataPlane, type DataPlane } from '../src/index.ts';
 import { IDENTITY_HEADERS } from '../src/proxy.ts';
-import { dpConfig, req, route, service, snapshotApplier, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
+import { dpConfig, req, route, service, snapshotApplier, startUpstream, waitFor, writeForever, type Echo, type Upstream } from './helpers.ts';
 
 describe('proxy', () => {
   const store = new MemoryStore();
@@ -573,13 +573,9 @@ describe('proxy', () => {
     let upstreamClosed = 0;
     // Writes for ever (until its connection goes); the client below reads nothing until dropped.
     const endless = await startUpstream('endless', (_r, res) => {
-      const chunk = Buffer.alloc(64 * 1024, 'y');
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       res.on('close', () => (upstreamClosed = Date.now()));
-      const more = () => {
-        while (!res.destroyed) if (!res.write(chunk)) return void res.once('drain', more);
-      };
-      more();
+      writeForever(res, Buffer.alloc(64 * 1024, 'y'));
       return true;
     });
     try {

@@ -12,7 +12,7 @@ import type { PluginDefinition } from '@gatehouse/core/plugin-sdk.ts';
 import { MemoryStore } from '@gatehouse/core/store/memory.ts';
 import { tempDir } from '@gatehouse/core/testing.ts';
 import { startDataPlane, type DataPlane } from '../src/index.ts';
-import { dpConfig, plugin, route, service, snapshotApplier, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
+import { dpConfig, plugin, route, service, snapshotApplier, startUpstream, waitFor, writeForever, type Echo, type Upstream } from './helpers.ts';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const accept = (key: string) => createHash('sha1').update(key + GUID).digest('base64');
@@ -157,14 +157,9 @@ describe('WebSocket', () => {
     up = await startUpstream('ws', (req, res) => {
       if (req.url!.includes('/which')) lastPlainPort = req.socket.remotePort!;
       if (!req.url!.includes('/endless')) return;
-      // Writes until its connection goes.
-      const chunk = Buffer.alloc(64 * 1024, 'e');
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       res.on('close', () => (endlessClosed = Date.now()));
-      const more = () => {
-        while (!res.destroyed) if (!res.write(chunk)) return void res.once('drain', more);
-      };
-      more();
+      writeForever(res, Buffer.alloc(64 * 1024, 'e'));
       return true;
     });
     up.server.on('upgrade', async (req: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -192,11 +187,7 @@ describe('WebSocket', () => {
         // Refused with a body that never ends (chunked), for a client that takes nothing.
         socket.once('close', () => (bigRefusalClosed = Date.now()));
         socket.write('HTTP/1.1 403 Forbidden\r\ntransfer-encoding: chunked\r\n\r\n');
-        const chunk = `10000\r\n${'r'.repeat(0x10000)}\r\n`;
-        const more = () => {
-          while (!socket.destroyed) if (!socket.write(chunk)) return void socket.once('drain', more);
-        };
-        more();
+        writeForever(socket, `10000\r\n${'r'.repeat(0x10000)}\r\n`);
         return;
       }
       if (req.url!.includes('/flaky') && flakyAttempts++ === 0) return void socket.destroy();

@@ -15,7 +15,7 @@ import type { TlsCredentials } from '@gatehouse/core/tls.ts';
 import { AgentPool, compileSnapshot, type CompiledConfig, type RoutePayload } from './compile.ts';
 import { HandshakeClient, HttpProxyEngine, type ForwardingEngine, type ForwardRequest, type UpstreamFailure } from './forward.ts';
 import { resolveEntry, type ChainEntry, type PluginRuntime } from './plugins.ts';
-import { upstreamPathV0, upstreamPathV1 } from './router.ts';
+import { normalizePath, upstreamPathV0, upstreamPathV1 } from './router.ts';
 import { TrustedIps } from './trusted-ips.ts';
 
 export const MAX_BUFFERED_BODY = 8 * 1024 * 1024;
@@ -296,7 +296,9 @@ class Exchange implements RequestContext, ForwardRequest {
       ? upstreamPathV1(upstream.path, this.path, stripped)
       : upstreamPathV0(upstream.path, this.path, stripped);
     const query = this.queryOverride ?? this.rawQuery;
-    this.upstreamUrl = query === '' ? upstreamPath : `${upstreamPath}?${query}`;
+    // An empty query (`/x?`) is kept as sent, as Kong does.
+    const emptyQuery = query === '' && this.queryOverride === null && req.url!.charCodeAt(req.url!.length - 1) === 63; /* ? */
+    this.upstreamUrl = query === '' && !emptyQuery ? upstreamPath : `${upstreamPath}?${query}`;
 
     // The upstream's headers: the client's minus hop-by-hop ones. Edited in place when only
     // `Connection` is in the way (overwritten with what the pooled socket sends anyway), else
@@ -333,7 +335,7 @@ class Exchange implements RequestContext, ForwardRequest {
     const xff = h['x-forwarded-for'];
     out['x-forwarded-for'] = xff ? `${xff}, ${peer}` : peer;
     if (!trusted || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = this.scheme;
-    if (!trusted || out['x-forwarded-host'] === undefined) out['x-forwarded-host'] = this.proxy.hostOf(h.host);
+    if (!trusted || out['x-forwarded-host'] === undefined) out['x-forwarded-host'] = this.proxy.hostOf(h.host).toLowerCase();
     if (!trusted || out['x-forwarded-port'] === undefined) out['x-forwarded-port'] = this.listenerPort;
     if (!trusted || out['x-forwarded-path'] === undefined) out['x-forwarded-path'] = this.path;
     if ((!trusted || out['x-forwarded-prefix'] === undefined) && stripped !== null && stripped !== '/' && stripped !== '') {
@@ -473,6 +475,28 @@ function equalsIgnoreCase(name: string, lower: string): boolean {
 }
 
 /** Whether the client sent any identity header (named loads: this runs on every request). */
+/** Headers the gateway sets for the upstream, spelt with underscores for dashes. */
+const UNDERSCORE_SPELT = new Set<string>([
+  ...IDENTITY_HEADERS,
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-path',
+  'x-forwarded-prefix',
+  'x-real-ip',
+]);
+
+/**
+ * Removes `X_Consumer_Username` and the like: servers that map headers to CGI-style variables
+ * (HTTP_X_CONSUMER_USERNAME) read them as the header the gateway vouches for.
+ */
+function dropUnderscoreSpellings(h: IncomingHttpHeaders): void {
+  for (const name of Object.keys(h)) {
+    if (name.indexOf('_') !== -1 && UNDERSCORE_SPELT.has(name.replaceAll('_', '-'))) delete h[name];
+  }
+}
+
 function hasIdentityHeader(h: IncomingHttpHeaders): boolean {
   return (
     h['x-consumer-id'] !== undefined ||
@@ -623,8 +647,20 @@ export class ProxyRuntime {
       }
     }
     const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
+    const path = normalizePath(q === -1 ? url : url.slice(0, q));
     const rawQuery = q === -1 ? '' : url.slice(q + 1);
+    // Names with an underscore (X_Consumer_Id: some servers read it as X-Consumer-Id) and a
+    // second Host (a proxy in front may route on the other one) are looked for in one pass.
+    const raw = req.rawHeaders;
+    let hosts = 0;
+    let underscore = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i];
+      if (name.length === 4) {
+        if (name.toLowerCase() === 'host') hosts++;
+      } else if (name.indexOf('_') !== -1) underscore = true;
+    }
+    if (hosts > 1) return sendRaw(res, 400, BODY_400, requestId);
     const hostHeader = req.headers.host;
     let host = '';
     let port = 0;
@@ -641,6 +677,7 @@ export class ProxyRuntime {
       port,
       path,
       headers: req.headers,
+      rawHeaders: raw,
       https,
       sni: https ? ((req.socket as TLSSocket).servername || null) : null,
     });
@@ -660,6 +697,7 @@ export class ProxyRuntime {
     // Identity headers come from plugins only.
     const h = req.headers;
     if (hasIdentityHeader(h)) for (const name of IDENTITY_HEADERS) delete h[name];
+    if (underscore) dropUnderscoreSpellings(h);
     // Headers the client's Connection header names are hop-by-hop too (RFC 9110 7.6.1). Dropped
     // before the plugins run, so a client cannot name one a plugin sets for the upstream.
     const connection = h.connection;

@@ -26,6 +26,9 @@ export interface MatchRequest {
   /** Path without query. */
   path: string;
   headers: IncomingHttpHeaders;
+  /** The headers as received (name, value, ...): a route's header rule is checked against each
+   * value of a repeated header, as Kong does, where `headers` has them joined. */
+  rawHeaders?: string[];
   https: boolean;
   sni: string | null;
 }
@@ -279,7 +282,7 @@ export class Router<P> {
     // Kong (#6425): SNIs are only considered on https.
     if (cr.snis !== null && req.https && (req.sni === null || !cr.snis.has(req.sni))) return false;
     if (cr.headers !== null) {
-      for (const rule of cr.headers) if (!headerMatches(rule, req.headers[rule.name])) return false;
+      for (const rule of cr.headers) if (!headerMatches(rule, req.rawHeaders ? rawValues(req.rawHeaders, rule.name) : req.headers[rule.name])) return false;
     }
     return true;
   }
@@ -311,11 +314,64 @@ function headerMatches(rule: HeaderRule, value: string | string[] | undefined): 
   return false;
 }
 
+/** Every value of header `name` (lower case) in Node's rawHeaders list, or undefined. */
+function rawValues(raw: string[], name: string): string[] | undefined {
+  let values: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === name.length && raw[i].toLowerCase() === name) (values ??= []).push(raw[i + 1]);
+  }
+  return values;
+}
+
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+
+/**
+ * The request path as routes are matched against and as it goes upstream, normalised as Kong
+ * does (kong.tools.uri.normalize): percent-encoded unreserved characters decoded (the rest
+ * upper-cased), dot segments removed (RFC 3986 5.2.4) and repeated slashes merged. Without it
+ * `/public/../admin` or `/%61dmin` would be routed by one route and served by the upstream as
+ * another's path, past that route's plugins. Returns `path` itself when there is nothing to do.
+ */
+export function normalizePath(path: string): string {
+  if (path.indexOf('%') === -1 && path.indexOf('/.') === -1 && path.indexOf('//') === -1) return path;
+  if (path.indexOf('%') !== -1) {
+    path = path.replace(/%([0-9A-Fa-f]{2})/g, (triplet, hex: string) => {
+      const c = String.fromCharCode(parseInt(hex, 16));
+      return UNRESERVED.test(c) ? c : triplet.toUpperCase();
+    });
+  }
+  const out: string[] = [];
+  const segments = path.split('/');
+  // segments[0] is '' (the path starts with '/'); the last one decides a trailing slash.
+  for (let i = 1; i < segments.length; i++) {
+    const seg = segments[i];
+    const last = i === segments.length - 1;
+    if (seg === '..') {
+      out.pop();
+      if (last) out.push('');
+    } else if (seg === '.' || (seg === '' && !last)) {
+      if (last) out.push('');
+    } else out.push(seg);
+  }
+  return `/${out.join('/')}`;
+}
+
+/**
+ * Kong's sanitize_uri_postfix: what remains of the path after a stripped prefix must not climb
+ * out of the service's path (`/api../admin` under the prefix `/api` leaves `../admin`).
+ */
+function sanitizeRemainder(rest: string): string {
+  if (rest === '.' || rest === '..') return '';
+  if (rest.startsWith('./')) return rest.slice(2);
+  if (rest.startsWith('../')) return rest.slice(3);
+  return rest;
+}
+
 /** Kong's path_handling v0 join of the service path and what remains of the request path. */
 export function upstreamPathV0(servicePath: string | null, requestPath: string, stripped: string | null): string {
   const base = servicePath || '/';
   if (stripped !== null) {
-    const postfix = requestPath.slice(stripped.length);
+    const postfix = sanitizeRemainder(requestPath.slice(stripped.length));
     if (base.charCodeAt(base.length - 1) === 47) {
       if (postfix === '') {
         if (base === '/') return '/';
@@ -335,7 +391,7 @@ export function upstreamPathV0(servicePath: string | null, requestPath: string, 
 /** Kong's path_handling v1 (deprecated): plain concatenation after stripping. */
 export function upstreamPathV1(servicePath: string | null, requestPath: string, stripped: string | null): string {
   const base = servicePath || '/';
-  let rest = stripped !== null ? requestPath.slice(stripped.length) : requestPath;
+  let rest = stripped !== null ? sanitizeRemainder(requestPath.slice(stripped.length)) : requestPath;
   if (base.endsWith('/') && rest.startsWith('/')) rest = rest.slice(1);
   if (rest === '' ) return base;
   if (!base.endsWith('/') && !rest.startsWith('/')) return `${base}/${rest}`;

@@ -3,7 +3,7 @@
 // server on loopback that echoes what it received.
 import { randomUUID } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createConnection, type AddressInfo } from 'node:net';
 import type { GatehouseConfig } from '@gatehouse/core/config.ts';
 import { loadConfig } from '@gatehouse/core/config.ts';
 import type { RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
@@ -96,6 +96,19 @@ export function req(
     r.on('error', reject);
     if (options.body !== undefined) r.end(options.body);
     else r.end();
+  });
+}
+
+/** Sends `request` as raw bytes (it should say `Connection: close`) and resolves with all the answer. */
+export function rawExchange(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(port, '127.0.0.1', () => socket.write(request));
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d) => (text += d));
+    socket.on('end', () => resolve(text));
+    socket.on('error', reject);
+    socket.setTimeout(10_000, () => socket.destroy(new Error('raw exchange timed out')));
   });
 }
 

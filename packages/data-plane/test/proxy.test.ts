@@ -10,7 +10,7 @@ import { MemoryStore } from '@gatehouse/core/store/memory.ts';
 import { tempDir } from '@gatehouse/core/testing.ts';
 import { startDataPlane, type DataPlane } from '../src/index.ts';
 import { IDENTITY_HEADERS } from '../src/proxy.ts';
-import { dpConfig, req, route, service, snapshotApplier, startUpstream, waitFor, writeForever, type Echo, type Upstream } from './helpers.ts';
+import { dpConfig, rawExchange, req, route, service, snapshotApplier, startUpstream, waitFor, writeForever, type Echo, type Upstream } from './helpers.ts';
 
 describe('proxy', () => {
   const store = new MemoryStore();
@@ -98,6 +98,60 @@ describe('proxy', () => {
     const res = await req(port, '/nothing-here');
     assert.equal(res.status, 404);
     assert.deepEqual(res.json(), { message: 'no Route matched with those values' });
+  });
+
+  test('the path is normalised before routing, as Kong does: a dot segment or an encoded letter cannot reach one route through another', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port, path: '/svc/public' });
+    const admin = service({ host: '127.0.0.1', port: up.port, path: '/svc/admin' });
+    await apply({
+      services: [svc, admin],
+      routes: [route({ name: 'public', paths: ['/api'] }, svc), route({ name: 'admin', paths: ['/admin'] }, admin), route({ name: 'v', paths: ['~/v[0-9]+'] }, svc)],
+    });
+    const url = async (path: string) => {
+      const res = await req(port, path);
+      return res.status === 200 ? (res.json() as Echo).url : res.status;
+    };
+    // Routed by the normalised path, and sent upstream as such.
+    assert.equal(await url('/api/../admin/users'), '/svc/admin/users');
+    assert.equal(await url('/api/%2e%2e/admin/users'), '/svc/admin/users');
+    assert.equal(await url('/%61dmin/users'), '/svc/admin/users');
+    assert.equal(await url('/api//items/./x'), '/svc/public/items/x');
+    // Reserved characters stay encoded (upper-cased); so does what is not a valid triplet.
+    assert.equal(await url('/api/a%2fb%zz'), '/svc/public/a%2Fb%zz');
+    // What remains after a stripped prefix cannot climb out of the service path (Kong's sanitize_uri_postfix).
+    assert.equal(await url('/api../admin'), '/svc/public/admin');
+    assert.equal(await url('/api..'), '/svc/public');
+    assert.equal(await url('/v1../admin'), '/svc/public/admin');
+    // An empty query is kept as sent.
+    assert.equal(await url('/api/x?'), '/svc/public/x?');
+  });
+
+  test('headers spelt with underscores for the ones the gateway vouches for are dropped; a second Host header is refused', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port });
+    await apply({ services: [svc], routes: [route({ paths: ['/u'] }, svc)] });
+    const res = await req(port, '/u', {
+      host: 'GW.Example.TEST:8000',
+      headers: { X_Consumer_Username: 'admin', x_authenticated_userid: 'root', X_Forwarded_For: '203.0.113.7', X_Real_IP: '203.0.113.7', X_Other_Thing: 'kept' },
+    });
+    assert.equal(res.status, 200);
+    const echo: Echo = res.json();
+    for (const name of ['x_consumer_username', 'x_authenticated_userid', 'x_forwarded_for', 'x_real_ip']) assert.equal(echo.headers[name], undefined, `${name} must not reach the upstream`);
+    assert.equal(echo.headers.x_other_thing, 'kept');
+    // As Kong's $host: lower case, without the port.
+    assert.equal(echo.headers['x-forwarded-host'], 'gw.example.test');
+
+    const answer = await rawExchange(port, 'GET /u HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n');
+    assert.match(answer, /^HTTP\/1.1 400 /);
+  });
+
+  test('a route header rule is checked against each value of a repeated header', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port, path: '/canary' });
+    const other = service({ host: '127.0.0.1', port: up.port, path: '/stable' });
+    await apply({ services: [svc, other], routes: [route({ hosts: ['hdr.test'], headers: { 'x-env': ['canary'] } }, svc), route({ hosts: ['hdr.test'] }, other)] });
+    const url = async (headers: Record<string, string | string[]>) => ((await req(port, '/x', { host: 'hdr.test', headers })).json() as Echo).url;
+    assert.equal(await url({ 'x-env': 'canary' }), '/canary/x');
+    assert.equal(await url({ 'x-env': ['prod', 'canary'] }), '/canary/x');
+    assert.equal(await url({ 'x-env': 'prod' }), '/stable/x');
   });
 
   test('preserve_host and strip_path=false', async () => {

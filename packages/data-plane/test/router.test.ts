@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { RouteEntity } from '@gatehouse/core/entities.ts';
-import { Router, upstreamPathV0, type MatchRequest } from '../src/router.ts';
+import { normalizePath, Router, upstreamPathV0, type MatchRequest } from '../src/router.ts';
 import { route } from './helpers.ts';
 
 function build(routes: RouteEntity[]) {
@@ -146,6 +146,31 @@ describe('router: Kong matching rules', () => {
     const ratio = bestLarge / bestSmall;
     assert.ok(ratio < 4, `10,000 routes took ${ratio.toFixed(2)}x the time of 100 routes`);
     assert.equal(hit(large, '/items/12'), 'regex');
+  });
+});
+
+describe('path normalisation (Kong: kong.tools.uri.normalize)', () => {
+  test('unreserved triplets decoded, others upper-cased, dot segments removed, slashes merged', () => {
+    const cases: [string, string][] = [
+      ['/', '/'],
+      ['/plain/path.json', '/plain/path.json'],
+      ['/a/b/', '/a/b/'],
+      ['/a//b///c', '/a/b/c'],
+      ['/a/./b/../c', '/a/c'],
+      ['/a/b/..', '/a/'],
+      ['/a/..', '/'],
+      ['/..', '/'],
+      ['/../../x', '/x'],
+      ['/.', '/'],
+      ['/.well-known/x', '/.well-known/x'],
+      ['/a/..b/c.', '/a/..b/c.'],
+      ['/%7euser/%41%2d%5F', '/~user/A-_'],
+      ['/%2E%2e/%2e/admin', '/admin'],
+      ['/a%2fb%3a%3F', '/a%2Fb%3A%3F'],
+      ['/%e2%82%ac', '/%E2%82%AC'],
+      ['/bad%zz%4', '/bad%zz%4'],
+    ];
+    for (const [input, expected] of cases) assert.equal(normalizePath(input), expected, input);
   });
 });
 

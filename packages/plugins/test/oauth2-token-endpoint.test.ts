@@ -401,6 +401,43 @@ describe('authorization code grant', () => {
     assert.deepEqual(downgrade.json(), { error: 'invalid_grant', error_description: 'Invalid code' });
   });
 
+  test('PKCE: a code_challenge that is not the base64url of 32 bytes is refused; a recorded empty challenge still demands a verifier', async () => {
+    const base = { ...authParams(), client_id: pub.client_id };
+    const valid = sha256Base64Url(randomAlnum(50));
+    // Each of these used to decode to an empty challenge, and an empty challenge turned PKCE off.
+    const junk = ['A', '~', '!!!!', `${valid}A`, valid.slice(0, 42), `${valid.slice(0, 42)}~`, `${valid.slice(0, 42)}B`, 'A'.repeat(128)];
+    for (const challenge of junk) {
+      const res = await authorize({ ...base, code_challenge: challenge, state: 's' });
+      assert.equal(res.status, 400, `${challenge}: ${res.body}`);
+      const url = new URL(res.json().redirect_uri);
+      assert.equal(url.searchParams.get('error'), 'invalid_request', challenge);
+      assert.equal(url.searchParams.get('error_description'), 'code_challenge must be the base64url-encoded SHA-256 of the code_verifier (43 characters)');
+      assert.equal(url.searchParams.get('code'), null, `no code for ${challenge}`);
+      assert.equal(url.searchParams.get('state'), 's');
+    }
+    // A confidential client under pkce=lax is held to the same rule when it sends a challenge.
+    const conf = await authorize({ ...authParams(), code_challenge: 'A' });
+    assert.equal(new URL(conf.json().redirect_uri).searchParams.get('error'), 'invalid_request');
+
+    // A code stored with an empty challenge (issued before the check existed) is unusable
+    // without a verifier, and no verifier can match it.
+    const { TokenStore } = await import('../src/oauth2/tokens.ts');
+    const store = new TokenStore(env.store);
+    const code = await store.createCode({
+      credential_id: pub.id,
+      service_id: setup.service.id,
+      plugin_id: setup.plugin.id,
+      authenticated_userid: 'clark',
+      scope: 'email',
+      redirect_uri: null,
+      challenge: '',
+      challenge_method: 'S256',
+    });
+    const tokenReq = (extra: Record<string, string>) => dp().call('/api/oauth2/token', { form: { grant_type: 'authorization_code', code, client_id: pub.client_id, ...extra } });
+    assert.deepEqual((await tokenReq({})).json(), { error: 'invalid_request', error_description: 'code_verifier is required for PKCE authorization requests' });
+    assert.deepEqual((await tokenReq({ code_verifier: randomAlnum(50) })).json(), { error: 'invalid_grant', error_description: 'Invalid code' });
+  });
+
   test('implicit grant: the token goes in the fragment, no refresh token', async () => {
     const res = await authorize({ ...authParams(), response_type: 'token', state: 'st' });
     assert.equal(res.status, 200);

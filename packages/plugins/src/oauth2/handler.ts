@@ -99,9 +99,19 @@ function checkHttps(ctx: RequestContext, config: Oauth2Config): true | string | 
   return ctx.trustedPeer && value.trim().toLowerCase() === 'https';
 }
 
-/** Normalises a PKCE challenge: base64url-decoded (standard alphabet and padding tolerated), re-encoded unpadded. */
-function normaliseChallenge(challenge: string): string {
-  return Buffer.from(challenge.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('base64url');
+/**
+ * An S256 code_challenge (RFC 7636 §4.2: BASE64URL-NOPAD(SHA256(verifier)), i.e. exactly 43
+ * unreserved characters encoding 32 bytes), normalised to unpadded base64url; null when it is
+ * anything else. Kong's tolerance of the standard base64 alphabet and `=` padding is kept, but
+ * the value must still encode exactly 32 bytes: Node's lenient decoder would turn junk (`A`,
+ * `~`, `!!!!`) into an empty challenge, and an empty challenge used to mean "no PKCE".
+ */
+function normaliseChallenge(challenge: string): string | null {
+  if (!/^[A-Za-z0-9\-_+/]{43}=?$/.test(challenge)) return null;
+  const unpadded = challenge.replace(/=$/, '').replace(/\+/g, '-').replace(/\//g, '_');
+  const bytes = Buffer.from(unpadded, 'base64url');
+  // Round trip: rejects a last character carrying bits beyond the 256 (non-canonical encodings).
+  return bytes.length === 32 && bytes.toString('base64url') === unpadded ? unpadded : null;
 }
 
 function requiresPkce(config: Oauth2Config, client: SnapshotCredential): boolean {
@@ -238,6 +248,9 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
             response = { error: 'invalid_request', error_description: 'code_challenge must be a string' };
           } else {
             challenge = normaliseChallenge(c);
+            if (challenge === null) {
+              response = { error: 'invalid_request', error_description: 'code_challenge must be the base64url-encoded SHA-256 of the code_verifier (43 characters)' };
+            }
             challengeMethod = 'S256';
           }
         }
@@ -388,7 +401,9 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         return { error: { error: 'invalid_grant', error_description: 'redirect_uri does not match the authorization request' } };
       }
       const verifier = params.code_verifier;
-      if (rec.challenge) {
+      // Any recorded challenge, even an empty or malformed one from before it was validated,
+      // demands a verifier (an empty one can never match: the code is then unusable).
+      if (rec.challenge !== null && rec.challenge !== undefined) {
         if (verifier === undefined || verifier === null) {
           return { error: { error: 'invalid_request', error_description: 'code_verifier is required for PKCE authorization requests' } };
         }

@@ -112,6 +112,20 @@ describe('resource requests', () => {
     assert.equal(body.json().body, 'other=v');
   });
 
+  test('hide_credentials strips the token under whatever key it was read from (access_token[], encoded keys)', async () => {
+    const s = await setup({ hide_credentials: true });
+    const token = await s.issue();
+    for (const key of ['access_token[]', 'access_token%5B%5D', 'access%5Ftoken', 'access%5ftoken%5b%5d']) {
+      const query = await dp().call(`/api/x?a=1&${key}=${token}&b=%20`, { https: false });
+      assert.equal(query.status, 200, `${key}: ${query.body}`);
+      assert.equal(query.json().url, '/x?a=1&b=%20', `query key ${key}`);
+      assert.ok(!query.body.includes(token), `query key ${key}: the token reached the upstream`);
+      const body = await dp().call('/api/x', { https: false, method: 'POST', body: `${key}=${token}&other=v`, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+      assert.equal(body.status, 200, `${key}: ${body.body}`);
+      assert.equal(body.json().body, 'other=v', `form key ${key}`);
+    }
+  });
+
   test('hide_credentials: a JSON body is not stripped; a multipart upload goes through intact', async () => {
     const s = await setup({ hide_credentials: true, realm: 'zone' });
     const token = await s.issue();

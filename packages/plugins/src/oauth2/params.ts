@@ -5,23 +5,39 @@ import type { RequestContext } from '@gatehouse/core/plugin-sdk.ts';
 
 export type Params = Record<string, unknown>;
 
+/**
+ * The parameter name a `key=value` part is read as: percent- and `+`-decoded, a trailing `[]`
+ * folded (`access_token[]` is `access_token`); null when it does not decode (such a part is
+ * never read). Reading and removing (removeQueryParam) share it, so whatever key a value was
+ * read from is the key that gets removed.
+ */
+function paramName(part: string): string | null {
+  const eq = part.indexOf('=');
+  const rawKey = eq === -1 ? part : part.slice(0, eq);
+  let key: string;
+  try {
+    key = decodeURIComponent(rawKey.replace(/\+/g, ' '));
+  } catch {
+    return null;
+  }
+  return key.endsWith('[]') ? key.slice(0, -2) : key;
+}
+
 export function parseUrlEncoded(raw: string): Params {
   const out: Params = {};
   if (!raw) return out;
   for (const part of raw.split('&')) {
     if (!part) continue;
     const eq = part.indexOf('=');
-    const rawKey = eq === -1 ? part : part.slice(0, eq);
     const rawValue = eq === -1 ? '' : part.slice(eq + 1);
-    let key: string;
+    const key = paramName(part);
+    if (key === null) continue;
     let value: string;
     try {
-      key = decodeURIComponent(rawKey.replace(/\+/g, ' '));
       value = decodeURIComponent(rawValue.replace(/\+/g, ' '));
     } catch {
       continue;
     }
-    if (key.endsWith('[]')) key = key.slice(0, -2);
     const prev = out[key];
     if (prev === undefined) out[key] = eq === -1 ? true : value;
     else if (Array.isArray(prev)) prev.push(value);
@@ -87,19 +103,14 @@ export async function readParams(ctx: RequestContext): Promise<Params> {
   return { ...query, ...body };
 }
 
-/** The query string without `name` (other parameters keep their exact encoding). */
+/**
+ * A query string (or form body) without every part read as `name` (any encoding of it, and
+ * `name[]`); other parameters keep their exact encoding.
+ */
 export function removeQueryParam(rawQuery: string, name: string): string {
   return rawQuery
     .split('&')
-    .filter((part) => {
-      if (!part) return false;
-      const key = part.split('=')[0];
-      try {
-        return decodeURIComponent(key.replace(/\+/g, ' ')) !== name;
-      } catch {
-        return true;
-      }
-    })
+    .filter((part) => part !== '' && paramName(part) !== name)
     .join('&');
 }
 

@@ -35,6 +35,7 @@ export const IDENTITY_HEADERS = [
 const HOP_BY_HOP_SET = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'expect', 'trailer']);
 
 const VIA = '1.1 gatehouse';
+const BEYOND_LATIN1 = /[^\u0000-\u00ff]/;
 const JSON_TYPE = 'application/json; charset=utf-8';
 
 function jsonBody(message: string): Buffer {
@@ -142,6 +143,9 @@ class Exchange implements RequestContext, ForwardRequest {
     // Checked here, where the plugin at fault is known (its handler fails: a 500 and a log line
     // naming it); Node would refuse the header only later, in the middle of forwarding.
     validateHeaderName(name);
+    // A value beyond Latin-1 (a user id like 张伟) goes as its UTF-8 bytes, as Kong sends it;
+    // Node writes header strings as Latin-1, one byte per character.
+    if (value !== null && BEYOND_LATIN1.test(value)) value = Buffer.from(value, 'utf8').toString('latin1');
     if (value !== null) validateHeaderValue(name, value);
     const key = name.toLowerCase();
     if (key === 'host') {

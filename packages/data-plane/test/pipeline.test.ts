@@ -20,9 +20,9 @@ const logged: { id: string; status: number; consumer: string | null }[] = [];
 /**
  * Tags the upstream request with its config's tag; `deny` short-circuits (with `denyReason` in a
  * header); `fail` throws; `async` waits `delayMs` (5) first; `raw` writes the tag into the
- * request's headers itself, past setUpstreamHeader's checks.
+ * request's headers itself, past setUpstreamHeader's checks; `upstreamOnly` sets no response header.
  */
-const tagger: PluginDefinition<{ tag: string; deny?: boolean; denyReason?: string; fail?: boolean; async?: boolean; delayMs?: number; raw?: boolean }> = {
+const tagger: PluginDefinition<{ tag: string; deny?: boolean; denyReason?: string; fail?: boolean; async?: boolean; delayMs?: number; raw?: boolean; upstreamOnly?: boolean }> = {
   name: 'tagger',
   version: '1.0.0',
   priority: 1000,
@@ -34,11 +34,12 @@ const tagger: PluginDefinition<{ tag: string; deny?: boolean; denyReason?: strin
     async: z.boolean().optional(),
     delayMs: z.number().optional(),
     raw: z.boolean().optional(),
+    upstreamOnly: z.boolean().optional(),
   }),
   dataPlane: async () => ({
     default: () => {
       factoryCalls++;
-      const handler: PluginHandler<{ tag: string; deny?: boolean; denyReason?: string; fail?: boolean; async?: boolean; delayMs?: number; raw?: boolean }> = {
+      const handler: PluginHandler<{ tag: string; deny?: boolean; denyReason?: string; fail?: boolean; async?: boolean; delayMs?: number; raw?: boolean; upstreamOnly?: boolean }> = {
         onSnapshot(s: Snapshot) {
           snapshotsSeen.push(s.version);
         },
@@ -52,7 +53,7 @@ const tagger: PluginDefinition<{ tag: string; deny?: boolean; denyReason?: strin
           ctx.setUpstreamHeader('X-Consumer-ID', ctx.consumer?.id ?? null);
         },
         response(ctx, config, upstream) {
-          ctx.res.setHeader('x-tagged', `${config.tag}:${upstream.statusCode}`);
+          if (!config.upstreamOnly) ctx.res.setHeader('x-tagged', `${config.tag}:${upstream.statusCode}`);
         },
         log(ctx) {
           logged.push({ id: ctx.requestId, status: ctx.res.statusCode, consumer: ctx.consumer?.username ?? null });
@@ -251,6 +252,16 @@ describe('plugin pipeline', () => {
     }
     assert.equal(up.requests, before, 'nothing reached the upstream');
     assert.equal((await req(port, '/fine')).status, 200);
+  });
+
+  test('an upstream header beyond Latin-1 (a user id like 张伟) goes as its UTF-8 bytes, as Kong sends it', async () => {
+    const svc = service({ host: '127.0.0.1', port: up.port });
+    const r = route({ paths: ['/utf8'] }, svc);
+    await apply({ services: [svc], routes: [r], plugins: [plugin('tagger', { tag: '张伟 José 😀', upstreamOnly: true }, { route: { id: r.id } })] });
+    const res = await req(port, '/utf8');
+    assert.equal(res.status, 200);
+    // Node reads header bytes as Latin-1: turned back into the bytes, they are the UTF-8 of the value.
+    assert.equal(Buffer.from(res.json().headers['x-tag'], 'latin1').toString('utf8'), '张伟 José 😀');
   });
 
   test("respond() with a header Node refuses: the plugin's 500, without the headers it had set", async () => {

@@ -179,11 +179,25 @@ describe('admin entities', () => {
     assert.equal(res.status, 201);
     assert.equal(res.body.client_secret, 'my-secret');
     const got = await api('GET', `/oauth2/${res.body.id}`);
-    assert.match(got.body.client_secret, /^\$2[aby]\$/);
+    assert.match(got.body.client_secret, /^\$bcrypt-hmac-sha256\$2b\$10\$/, 'bcrypt of a pre-hash (secrets.ts)');
     const form = { grant_type: 'client_credentials', client_id: res.body.client_id, client_secret: 'my-secret' };
     await waitFor('hashed credential on dp', async () => (await dps[1].call('/api/oauth2/token', { form })).status === 200);
     const wrong = await dps[1].call('/api/oauth2/token', { form: { ...form, client_secret: 'nope' } });
     assert.equal(wrong.json().error, 'invalid_client');
+    // Past bcrypt's 72 bytes the secret still counts, byte for byte.
+    const long = await api('POST', '/consumers/bob/oauth2', { name: 'long', hash_secret: true, client_secret: `${'y'.repeat(72)}-tail` });
+    assert.equal(long.status, 201);
+    const lform = { grant_type: 'client_credentials', client_id: long.body.client_id, client_secret: `${'y'.repeat(72)}-tail` };
+    await waitFor('long-secret credential on dp', async () => (await dps[0].call('/api/oauth2/token', { form: lform })).status === 200);
+    assert.equal((await dps[0].call('/api/oauth2/token', { form: { ...lform, client_secret: `${'y'.repeat(72)}-fake` } })).json().error, 'invalid_client');
+    // A plain bcrypt string (from an earlier version or another system) is stored as given and verifies.
+    const bcrypt = (await import('bcrypt')).default;
+    const plainBcrypt = await bcrypt.hash('old-secret', 4);
+    const old = await api('POST', '/consumers/bob/oauth2', { name: 'old-bcrypt', hash_secret: true, client_secret: plainBcrypt });
+    assert.equal(old.status, 201);
+    assert.equal((await api('GET', `/oauth2/${old.body.id}`)).body.client_secret, plainBcrypt);
+    const oform = { grant_type: 'client_credentials', client_id: old.body.client_id, client_secret: 'old-secret' };
+    await waitFor('plain bcrypt credential on dp', async () => (await dps[1].call('/api/oauth2/token', { form: oform })).status === 200);
     // Kong's $pbkdf2-sha512$ PHC string (hash_secret=true) imported as is.
     const { pbkdf2Sync, randomBytes } = await import('node:crypto');
     const salt = randomBytes(16);

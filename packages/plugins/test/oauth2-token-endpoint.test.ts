@@ -3,6 +3,7 @@
 // replay revokes the grant, refresh rotation with reuse detection, PKCE downgrade).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import bcrypt from 'bcrypt';
 import { randomAlnum, sha256Base64Url } from '@gatehouse/core/crypto.ts';
 import { basic, makeConsumer, makeCredential, makeOauth2Plugin, makeRoute, makeService, standardSetup, startEnv, type Env, type TestCredential } from './oauth2-helpers.ts';
 
@@ -180,6 +181,38 @@ describe('token endpoint: client authentication and grant types', () => {
     const bad = await dp().call('/api/oauth2/token', { form: { grant_type: 'client_credentials', client_id: hashed.client_id, client_secret: `${hashed.plain_secret}x` } });
     assert.equal(bad.status, 400);
     assert.equal(bad.json().error, 'invalid_client');
+  });
+
+  test('hash_secret (bcrypt): every byte of a secret longer than 72 bytes counts; plain bcrypt hashes still verify', async () => {
+    const consumer = makeConsumer('long');
+    const prefix72 = 'x'.repeat(72);
+    const long = await makeCredential(consumer, { hash_secret: true, name: 'long', secret: `${prefix72}the-real-tail-9f8e7d` });
+    assert.match(long.client_secret, /^\$bcrypt-hmac-sha256\$2b\$10\$[./A-Za-z0-9]{53}$/, 'the pre-hashed form');
+    const wide = await makeCredential(consumer, { hash_secret: true, name: 'wide', secret: '€'.repeat(30) });
+    // A hash written before the pre-hash existed (or imported as a bcrypt string).
+    const legacySecret = `legacy-${randomAlnum(20)}`;
+    const legacy = { ...(await makeCredential(consumer, { name: 'legacy' })), client_secret: await bcrypt.hash(legacySecret, 4), hash_secret: true, plain_secret: legacySecret };
+    const service = makeService(env.upstream.port);
+    const plugin = makeOauth2Plugin({ enable_client_credentials: true }, { service: { id: service.id } });
+    const c = setup.content;
+    await env.publish({
+      services: [...c.services, service],
+      routes: [...c.routes, makeRoute(['/long'], service)],
+      plugins: [...c.plugins, plugin],
+      consumers: [...c.consumers, consumer],
+      credentials: { oauth2_credentials: [...c.credentials.oauth2_credentials, long, wide, legacy] },
+    });
+    const cc = (client_id: string, client_secret: string) => dp().call('/long/oauth2/token', { form: { grant_type: 'client_credentials', client_id, client_secret } });
+    assert.equal((await cc(long.client_id, long.plain_secret)).status, 200);
+    for (const wrong of [`${prefix72}wrong`, prefix72, `${prefix72}the-real-tail-9f8e7`, `${prefix72}the-real-tail-9f8e7dX`]) {
+      const res = await cc(long.client_id, wrong);
+      assert.equal(res.status, 400, `${wrong.slice(72)}: ${res.body}`);
+      assert.equal(res.json().error, 'invalid_client');
+    }
+    assert.equal((await cc(wide.client_id, wide.plain_secret)).status, 200);
+    assert.equal((await cc(wide.client_id, `${'€'.repeat(24)}xxx`)).json().error, 'invalid_client', 'same first 72 bytes, different tail');
+    assert.equal((await cc(legacy.client_id, legacySecret)).status, 200, 'plain bcrypt hashes keep working');
+    assert.equal((await cc(legacy.client_id, `${legacySecret}x`)).json().error, 'invalid_client');
   });
 
   test('a credential without redirect_uris can only use client_credentials', async () => {

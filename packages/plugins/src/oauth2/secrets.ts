@@ -1,10 +1,22 @@
 // Client secrets are never stored in plaintext (house rule; Kong keeps them in clear unless
 // hash_secret is set):
-//   hash_secret = true  → bcrypt ("$2b$10$…"), slow on purpose;
+//   hash_secret = true  → "$bcrypt-hmac-sha256$2b$10$…": bcrypt, slow on purpose, of a pre-hash
+//                         of the secret (below);
 //   hash_secret = false → "$sha256$<salt hex>$<sha256(salt + secret) hex>", fast.
-// Kong's own PHC form ("$pbkdf2-sha512$i=…,l=…$salt$hash") is verified too, so credentials
-// exported from Kong keep working.
-import { createHash, pbkdf2, randomBytes } from 'node:crypto';
+// Kong's own PHC form ("$pbkdf2-sha512$i=…,l=…$salt$hash") and plain bcrypt strings ("$2b$…",
+// written by earlier versions or imported) are verified too, so existing credentials keep working.
+//
+// Why the pre-hash: bcrypt reads only the first 72 bytes of its input, so with a plain bcrypt
+// hash "x"*72 + "anything" authenticates as "x"*72 + "the real tail". New hashes therefore
+// bcrypt base64(HMAC-SHA256(PREHASH_KEY, secret)) instead: 44 ASCII bytes whatever the secret's
+// length, every byte of the secret counting, and no NUL byte for bcrypt to stop at. The key is
+// fixed and public; it is there for domain separation (the bcrypt input is not a bare SHA-256
+// of the secret that could have leaked elsewhere), not as a pepper. The "$bcrypt-hmac-sha256"
+// prefix, followed by the bcrypt string itself, tells these hashes from plain bcrypt ones. Plain
+// bcrypt hashes are still verified as before (first 72 bytes): their plaintext is unknown, so
+// they cannot be converted; setting the secret again (client_secret with hash_secret) writes the
+// new form.
+import { createHash, createHmac, pbkdf2, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import bcrypt from 'bcrypt';
 import { LRUCache } from 'lru-cache';
@@ -14,15 +26,23 @@ const pbkdf2Async = promisify(pbkdf2);
 
 export const BCRYPT_COST = 10;
 
+/** Prefix of pre-hashed bcrypt hashes; the bcrypt string ("$2b$…") follows it. */
+const BCRYPT_PREHASHED = '$bcrypt-hmac-sha256';
+const PREHASH_KEY = 'gatehouse oauth2 client_secret bcrypt pre-hash v1';
+
+function prehash(secret: string): string {
+  return createHmac('sha256', PREHASH_KEY).update(secret, 'utf8').digest('base64');
+}
+
 export async function hashSecret(secret: string, slow: boolean): Promise<string> {
-  if (slow) return bcrypt.hash(secret, BCRYPT_COST);
+  if (slow) return `${BCRYPT_PREHASHED}${await bcrypt.hash(prehash(secret), BCRYPT_COST)}`;
   const salt = randomBytes(16).toString('hex');
   return `$sha256$${salt}$${sha256Hex(salt + secret)}`;
 }
 
 /** True when `stored` looks like one of our (or Kong's) hash forms rather than a plaintext. */
 export function isHashedSecret(stored: string): boolean {
-  return /^\$(2[aby]|sha256|pbkdf2-sha512)\$/.test(stored);
+  return /^\$(2[aby]|sha256|pbkdf2-sha512|bcrypt-hmac-sha256\$2[aby])\$/.test(stored);
 }
 
 async function verifyUncached(stored: string, presented: string): Promise<boolean> {
@@ -30,6 +50,8 @@ async function verifyUncached(stored: string, presented: string): Promise<boolea
     const [, , salt, hex] = stored.split('$');
     return safeEqual(sha256Hex(salt + presented), hex ?? '');
   }
+  if (stored.startsWith(`${BCRYPT_PREHASHED}$`)) return bcrypt.compare(prehash(presented), stored.slice(BCRYPT_PREHASHED.length));
+  // Plain bcrypt (earlier versions, imports): only the first 72 bytes count, see above.
   if (/^\$2[aby]\$/.test(stored)) return bcrypt.compare(presented, stored);
   if (stored.startsWith('$pbkdf2-sha512$')) {
     const m = /^\$pbkdf2-sha512\$i=(\d+),l=(\d+)\$([^$]+)\$([^$]+)$/.exec(stored);

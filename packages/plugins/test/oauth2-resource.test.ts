@@ -316,6 +316,28 @@ describe('RFC 7009 revocation and RFC 7662 introspection', () => {
     await dp().call('/api/oauth2/revoke', { form: { token: access_token, ...mine } });
     assert.deepEqual((await dp().call('/api/oauth2/introspect', { form: { token: access_token, ...mine } })).json(), { active: false });
   });
+
+  test("after the credential's client_id changed: introspection says inactive, the refresh token is refused", async () => {
+    const s = await setup();
+    const res = await dp().call('/api/oauth2/token', {
+      form: { grant_type: 'password', client_id: s.credential.client_id, client_secret: s.credential.plain_secret, provision_key: s.provisionKey, authenticated_userid: 'u3' },
+    });
+    const { access_token, refresh_token } = res.json();
+    const before = await dp().call('/api/oauth2/introspect', { form: { token: access_token, client_id: s.credential.client_id, client_secret: s.credential.plain_secret } });
+    assert.equal(before.json().active, true);
+    const renamed = { ...s.credential, client_id: `${s.credential.client_id}-renamed` };
+    await env.publish({ ...s.content, credentials: { oauth2_credentials: [renamed, s.second] } });
+    const auth = { client_id: renamed.client_id, client_secret: s.credential.plain_secret };
+    assert.equal((await dp().call('/api/x', { https: false, headers: { authorization: `Bearer ${access_token}` } })).status, 401, 'refused on resource requests');
+    assert.deepEqual((await dp().call('/api/oauth2/introspect', { form: { token: access_token, ...auth } })).json(), { active: false });
+    assert.deepEqual((await dp().call('/api/oauth2/introspect', { form: { token: refresh_token, token_type_hint: 'refresh_token', ...auth } })).json(), { active: false });
+    const refreshed = await dp().call('/api/oauth2/token', { form: { grant_type: 'refresh_token', refresh_token, ...auth } });
+    assert.equal(refreshed.status, 400, refreshed.body);
+    assert.deepEqual(refreshed.json(), { error: 'invalid_request', error_description: 'Invalid refresh_token' });
+    // New tokens under the new client_id are fine.
+    const fresh = await dp().call('/api/oauth2/token', { form: { grant_type: 'client_credentials', ...auth } });
+    assert.equal((await dp().call('/api/oauth2/introspect', { form: { token: fresh.json().access_token, ...auth } })).json().active, true);
+  });
 });
 
 describe('RFC 8414 metadata', () => {

@@ -499,6 +499,8 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     }
     if (serviceId && serviceId !== rec.service_id) return invalidRefresh;
     if (rec.credential_id !== client!.id) return { error: INVALID_CLIENT };
+    // Changing a credential's client_id ends the tokens issued under the old one, refresh tokens too.
+    if (rec.client_id !== client!.client_id) return invalidRefresh;
     if (config.scopes && rec.scope) {
       for (const s of rec.scope.split(' ')) {
         if (!config.scopes.includes(s)) return { error: { error: 'invalid_scope', error_description: 'Scope mismatch' } };
@@ -618,6 +620,9 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     const inactive = () => ctx.respond(200, { active: false }, NO_STORE);
     if (!found || found.record.credential_id !== client.id) return inactive();
     const rec = found.record;
+    // Issued under a client_id the credential no longer has: dead, as on resource requests
+    // (RFC 7662 §2.2: active only while the token may be used).
+    if (rec.client_id !== client.client_id) return inactive();
     const consumer = credentialsById.get(rec.credential_id) && consumersById.get(credentialsById.get(rec.credential_id)!.consumer.id);
     if (!consumer || tokens.isCredentialRevoked(rec.credential_id) || tokens.isConsumerRevoked(consumer.id)) return inactive();
     let exp: number | null = null;

@@ -102,7 +102,6 @@ export class SnapshotPublisher {
   private timer: NodeJS.Timeout | null = null;
   private interval: NodeJS.Timeout | null = null;
   private closed = false;
-  private written: number[] = [];
   /** The last snapshot this publisher stored. */
   last: SnapshotPointer | null = null;
   /** Number of snapshots built and stored (tests and /status). */
@@ -202,11 +201,23 @@ export class SnapshotPublisher {
     if (this.closed) return;
     try {
       const { db, store } = this.options;
-      const row = await db.prisma.configVersion.findUnique({ where: { id: 1 } });
-      const version = Number(row?.version ?? 0);
+      const dbVersion = async () => Number((await db.prisma.configVersion.findUnique({ where: { id: 1 } }))?.version ?? 0);
+      let version = await dbVersion();
       const pointer = parsePointer(await store.get(SNAPSHOT_KEYS.latest));
-      const stale =
-        !pointer || pointer.version < version || !(await store.exists(SNAPSHOT_KEYS.version(pointer.version)));
+      // Read again: a write published between the two reads is not a sign of anything.
+      if (pointer && pointer.version > version) version = await dbVersion();
+      if (pointer && pointer.version > version) {
+        // The store holds a later history than this database (recreated, or restored from a
+        // backup, with Redis kept). Data planes only take a version above the one they have, so
+        // the counter moves past the store's; left alone, no write would reach them until it did.
+        await db.prisma.$executeRaw`INSERT INTO config_version (id, version, updated_at) VALUES (1, ${pointer.version + 1}, ${nowSeconds()})
+          ON CONFLICT (id) DO UPDATE SET version = GREATEST(config_version.version, EXCLUDED.version), updated_at = EXCLUDED.updated_at`;
+        this.options.logger.warn('the published config version is ahead of the database (recreated or restored?); moving the database version past it', {
+          published_version: pointer.version,
+          database_version: version,
+        });
+      }
+      const stale = !pointer || pointer.version !== version || !(await store.exists(SNAPSHOT_KEYS.version(pointer.version)));
       if (stale) {
         if (pointer === null && this.last) this.options.logger.warn('snapshot missing from the store; republishing', { version });
         this.dirty = true;
@@ -260,25 +271,24 @@ export class SnapshotPublisher {
     const pointer: SnapshotPointer = { version: snapshot.version, hash: snapshot.hash };
     // Commands on one connection run in the order sent: issuing them together saves round trips
     // without changing what each one sees.
-    const [, latest] = await Promise.all([
+    const [, , latest] = await Promise.all([
       store.set(SNAPSHOT_KEYS.version(snapshot.version), JSON.stringify(snapshot)),
+      store.sadd(SNAPSHOT_KEYS.stored, String(snapshot.version)),
       store.get(SNAPSHOT_KEYS.latest),
     ]);
     // Never move `latest` backwards (another control plane may have published a newer one).
     const current = parsePointer(latest);
-    if (!current || current.version <= snapshot.version || !(await store.exists(SNAPSHOT_KEYS.version(current.version)))) {
-      // The pointer is set before the announcement goes out (same connection, in order).
-      await Promise.all([store.set(SNAPSHOT_KEYS.latest, JSON.stringify(pointer)), store.publish(SNAPSHOT_KEYS.channel, JSON.stringify(pointer))]);
+    if (current && current.version > snapshot.version && (await store.exists(SNAPSHOT_KEYS.version(current.version)))) {
+      this.options.logger.info('config snapshot superseded by a later one in the store; not published', { version: snapshot.version, latest: current.version });
+      await this.expireOld();
+      return;
     }
+    // The pointer is set before the announcement goes out (same connection, in order).
+    await Promise.all([store.set(SNAPSHOT_KEYS.latest, JSON.stringify(pointer)), store.publish(SNAPSHOT_KEYS.channel, JSON.stringify(pointer))]);
     const t2 = performance.now();
     this.last = pointer;
     this.published++;
-    if (!this.written.includes(snapshot.version)) this.written.push(snapshot.version);
-    const keep = (this.options.keep ?? 5) + 1;
-    while (this.written.length > keep) {
-      const old = this.written.shift()!;
-      await store.pexpire(SNAPSHOT_KEYS.version(old), EXPIRE_OLD_MS);
-    }
+    await this.expireOld();
     const ms = (x: number) => Math.round(x * 10) / 10;
     this.options.logger.info('config snapshot published', {
       version: snapshot.version,
@@ -287,6 +297,19 @@ export class SnapshotPublisher {
       build_ms: ms(t1 - t0),
       store_ms: ms(t2 - t1),
     });
+  }
+
+  /**
+   * Gives every stored snapshot but the newest `keep` + 1 an expiry. The versions are listed in
+   * the store, not in memory, so those a previous control-plane process wrote expire too.
+   */
+  private async expireOld(): Promise<void> {
+    const { store } = this.options;
+    const versions = (await store.smembers(SNAPSHOT_KEYS.stored)).map(Number).sort((a, b) => b - a);
+    const old = versions.slice((this.options.keep ?? 5) + 1);
+    if (!old.length) return;
+    await Promise.all(old.map((v) => store.pexpire(SNAPSHOT_KEYS.version(v), EXPIRE_OLD_MS)));
+    await store.srem(SNAPSHOT_KEYS.stored, ...old.map(String));
   }
 
   async close(): Promise<void> {

@@ -9,7 +9,8 @@ import request from 'supertest';
 import { DATA_PLANE_TTL_S, RedisStore, SNAPSHOT_KEYS, hashContent, type DataPlaneHeartbeat, type Snapshot } from '@gatehouse/core';
 import { TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
 import { openTestApp, type TestApp } from './helpers.ts';
-import { _readCorePrisma, _readCoreRaw } from '../src/publisher.ts';
+import { bumpVersion } from '../src/engine.ts';
+import { SnapshotPublisher, _readCorePrisma, _readCoreRaw, type PublisherOptions } from '../src/publisher.ts';
 
 let t: TestApp;
 let api: ReturnType<typeof request>;
@@ -140,6 +141,41 @@ test('older snapshots expire, the latest few are kept', async () => {
   }
   assert.ok(expiring.length > 0, 'some older versions expire');
   assert.ok(expiring.every((k) => k < v - 4), `only old versions expire: ${expiring.join(',')} (latest ${v})`);
+});
+
+test('snapshots an earlier control-plane process stored expire too (the list is kept in the store)', async () => {
+  // A publisher that stops, as a process would, after writes that reached only it.
+  const earlier = new SnapshotPublisher({ ...(t.publisher as unknown as { options: PublisherOptions }).options });
+  const mine: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    await t.db.prisma.$transaction((tx) => bumpVersion(tx as never));
+    earlier.notify();
+    await earlier.flush();
+    mine.push(earlier.last!.version);
+  }
+  await earlier.close();
+  for (let i = 0; i < 8; i++) {
+    await api.patch('/consumers/burst-1').send({ custom_id: `after-restart-${i}` }).expect(200);
+    await t.publisher.flush();
+  }
+  for (const v of mine) assert.ok((await raw.pttl(`${t.prefix}${SNAPSHOT_KEYS.version(v)}`)) > 0, `version ${v} expires`);
+  assert.ok((await raw.scard(`${t.prefix}${SNAPSHOT_KEYS.stored}`)) <= 6);
+});
+
+test('a store ahead of the database (database recreated, Redis kept): the version moves past it and writes reach the data planes again', async () => {
+  await t.publisher.flush();
+  const v = await dbVersion();
+  // What a previous database's history left in Redis.
+  const ahead = v + 40;
+  await t.store.set(SNAPSHOT_KEYS.version(ahead), JSON.stringify({ ...(await snapshotAt(v))!, version: ahead }));
+  await t.store.set(SNAPSHOT_KEYS.latest, JSON.stringify({ version: ahead, hash: 'from-the-old-database' }));
+  await until('the database version past the store', async () => (await dbVersion()) > ahead && (await latest())!.version === (await dbVersion()));
+  await api.patch('/consumers/burst-1').send({ custom_id: 'after-reset' }).expect(200);
+  await t.publisher.flush();
+  const p = (await latest())!;
+  assert.ok(p.version > ahead + 1);
+  assert.equal((await snapshotAt(p.version))!.consumers.find((c) => c.username === 'burst-1')!.custom_id, 'after-reset');
+  assert.deepEqual(announcements.at(-1), p);
 });
 
 test('the snapshot is republished after Redis loses it', async () => {

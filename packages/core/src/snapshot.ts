@@ -30,6 +30,8 @@ export interface SnapshotPointer {
 export const SNAPSHOT_KEYS = {
   latest: 'config:latest',
   version: (v: number) => `config:snapshot:${v}`,
+  /** Set of the versions stored and not yet given an expiry (kept across control-plane restarts). */
+  stored: 'config:snapshots',
   channel: 'config:updates',
   dataPlanes: 'clustering:data-planes',
 } as const;

@@ -91,6 +91,22 @@ for (const [name, make] of backends) {
   });
 }
 
+test('the in-process store frees expired keys nobody reads again', async () => {
+  const store = new MemoryStore({ sweepIntervalMs: 20 });
+  try {
+    for (let i = 0; i < 50; i++) await store.set(`old:${i}`, 'x'.repeat(1000), { ttlMs: 10 });
+    await store.set('kept', 'y');
+    await store.sadd('expiring-set', 'a');
+    await store.pexpire('expiring-set', 10);
+    const deadline = Date.now() + 5000;
+    while (store.size > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(store.size, 1);
+    assert.equal(await store.get('kept'), 'y');
+  } finally {
+    await store.close();
+  }
+});
+
 test('redis keys carry the configured prefix', async () => {
   const prefix = testRedisPrefix();
   const a = new RedisStore({ url: TEST_REDIS_URL, prefix });

@@ -21,8 +21,24 @@ export class MemoryStore implements SharedStore {
   private bus = new EventEmitter();
   private streams = new Map<string, Stream>();
 
-  constructor() {
+  private sweeper: NodeJS.Timeout;
+
+  /** `sweepIntervalMs`: how often expired keys nobody reads again (old snapshots, tokens) are freed. */
+  constructor(options: { sweepIntervalMs?: number } = {}) {
     this.bus.setMaxListeners(0);
+    this.sweeper = setInterval(() => this.sweep(), options.sweepIntervalMs ?? 30_000);
+    this.sweeper.unref();
+  }
+
+  /** Frees every expired entry (reads already skip them; this gives their memory back). */
+  sweep(): void {
+    const now = Date.now();
+    for (const [key, e] of this.data) if (e.expiresAt && e.expiresAt <= now) this.data.delete(key);
+  }
+
+  /** Number of entries held, expired ones not yet freed included (tests). */
+  get size(): number {
+    return this.data.size;
   }
 
   private live(key: string): Entry | undefined {
@@ -174,6 +190,7 @@ export class MemoryStore implements SharedStore {
     return true;
   }
   async close() {
+    clearInterval(this.sweeper);
     for (const s of this.streams.values()) for (const wake of s.waiters) wake();
     this.bus.removeAllListeners();
   }

@@ -47,6 +47,7 @@ export function validateSnapshot(raw: unknown, plugins: ReadonlyMap<string, Plug
   if (!isObj(s.credentials)) fail('snapshot.credentials must be an object');
   for (const [name, list] of Object.entries(s.credentials)) {
     if (!Array.isArray(list)) fail(`snapshot.credentials.${name} must be an array`);
+    for (const [i, c] of list.entries()) if (!isObj(c) || typeof c.id !== 'string') fail(`snapshot.credentials.${name}[${i}] must be an object with an id`);
   }
   if (!contentHashes(s).includes(s.hash)) fail(`snapshot ${s.version}: hash does not match its content`);
 

@@ -141,13 +141,17 @@ describe('snapshot sync over Redis', () => {
     await publish(store, badConfig);
     const badRegex = snapshot(14, { services: [s], routes: [route({ paths: ['~/(unclosed'] }, s)] });
     await publish(store, badRegex);
+    // A credential that is not an object with an id: refused here, not left to each plugin (or,
+    // under node:cluster, to each worker while the primary reports the version as applied).
+    const badCredential = snapshot(15, { services: [s], routes: [route({ paths: ['/bad-credential'] }, s)], credentials: { oauth2_credentials: [null] } });
+    await publish(store, badCredential);
     await new Promise((r) => setTimeout(r, 600));
     assert.equal(dp.configVersion?.version, 10);
     assert.equal(await served(dp, '/good'), 200);
 
-    const fixed = snapshot(15, { services: [s], routes: [route({ paths: ['/fixed'] }, s)], plugins: [plugin('strict', { limit: 5 })] });
+    const fixed = snapshot(16, { services: [s], routes: [route({ paths: ['/fixed'] }, s)], plugins: [plugin('strict', { limit: 5 })] });
     await publish(store, fixed);
-    await waitFor('valid snapshot after invalid ones', () => dp.configVersion?.version === 15);
+    await waitFor('valid snapshot after invalid ones', () => dp.configVersion?.version === 16);
     assert.equal(await served(dp, '/fixed'), 200);
   });
 

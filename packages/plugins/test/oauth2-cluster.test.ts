@@ -224,6 +224,43 @@ describe('admin entities', () => {
     for (const d of dps) assert.equal((await use(d, old)).status, 401);
   });
 
+  test("changing a credential's client_id deletes its tokens and codes, so a restore from Postgres does not bring them back", async () => {
+    const cred = (await api('POST', '/consumers/bob/oauth2', { name: 'renamed-restore', redirect_uris: ['https://app.test/cb'] })).body;
+    const password = (clientId: string) =>
+      dps[0].call('/api/oauth2/token', { form: { grant_type: 'password', client_id: clientId, client_secret: cred.client_secret, provision_key: provisionKey, authenticated_userid: 'u' } });
+    let issued: { access_token: string; refresh_token: string } | null = null;
+    await waitFor('credential on dp', async () => {
+      const r = await password(cred.client_id);
+      if (r.status === 200) issued = r.json();
+      return r.status === 200;
+    });
+    const { access_token, refresh_token } = issued!;
+    const auth = await dps[0].call('/api/oauth2/authorize', { form: { provision_key: provisionKey, authenticated_userid: 'u', client_id: cred.client_id, response_type: 'code' } });
+    const code = new URL(auth.json().redirect_uri).searchParams.get('code')!;
+    const rows = () => Promise.all([cp.db.prisma.oauth2Token.count({ where: { credentialId: cred.id } }), cp.db.prisma.oauth2AuthorizationCode.count({ where: { credentialId: cred.id } })]);
+    await waitFor('token and code persisted', async () => (await rows()).join() === '1,1');
+
+    assert.equal((await api('PATCH', `/oauth2/${cred.id}`, { client_id: 'renamed-restore-client' })).status, 200);
+    assert.deepEqual(await rows(), [0, 0], 'rows deleted with the change');
+    for (const key of [KEYS.access(sha256Hex(access_token)), KEYS.refresh(sha256Hex(refresh_token)), KEYS.code(sha256Hex(code))]) {
+      assert.equal(await probe.exists(key), false, `${key} deleted from Redis`);
+    }
+    // Redis loses its data: the control plane restores what Postgres holds.
+    await probe.del(KEYS.sentinel);
+    await waitFor('sentinel restored', () => probe.exists(KEYS.sentinel), 5000);
+    assert.equal(await probe.exists(KEYS.access(sha256Hex(access_token))), false, 'not restored');
+    const renamed = { client_id: 'renamed-restore-client', client_secret: cred.client_secret };
+    await waitFor('new client_id on both data planes', async () => {
+      for (const d of dps) if ((await d.call('/api/oauth2/token', { form: { grant_type: 'client_credentials', ...renamed } })).status !== 200) return false;
+      return true;
+    });
+    for (const d of dps) assert.equal((await use(d, access_token)).status, 401);
+    const refreshed = await dps[1].call('/api/oauth2/token', { form: { grant_type: 'refresh_token', refresh_token, ...renamed } });
+    assert.equal(refreshed.json().error_description, 'Invalid refresh_token');
+    const redeemed = await dps[1].call('/api/oauth2/token', { form: { grant_type: 'authorization_code', code, ...renamed } });
+    assert.equal(redeemed.json().error_description, 'Invalid code');
+  });
+
   test('oauth2_tokens: validation, POST shows the plaintext once, PUT by value, PATCH re-keys, DELETE revokes', async () => {
     const empty = await api('POST', '/oauth2_tokens', {});
     assert.equal(empty.status, 400);

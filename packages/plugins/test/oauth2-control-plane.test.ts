@@ -102,6 +102,48 @@ describe('event consumer', () => {
     }
   });
 
+  test('tokens and codes issued under a client_id the credential no longer has are not written', async () => {
+    const prefix = testRedisPrefix();
+    const store = new RedisStore({ url: TEST_REDIS_URL, prefix });
+    const crid = newId();
+    await db.prisma.oauth2Credential.create({ data: { id: crid, consumerId, name: 'renamed', clientId: 'cid-new', clientSecret: '$sha256$x$y', createdAt: 1 } });
+    try {
+      const config = loadConfig({ REDIS_URL: TEST_REDIS_URL, GATEHOUSE_REDIS_PREFIX: prefix });
+      const part = createOauth2ControlPlane({ config, db, store, logger: silent }, { sentinelIntervalMs: 100 });
+      const stop = await part.start!();
+      try {
+        const tokens = new TokenStore(store);
+        // Still in the stream when the client_id changed from cid-old to cid-new.
+        const stale = record({ credential_id: crid, client_id: 'cid-old' });
+        const now = Math.floor(Date.now() / 1000);
+        const code = (clientId: string | undefined) => ({
+          id: newId(), credential_id: crid, ...(clientId ? { client_id: clientId } : {}), service_id: null, plugin_id: null, authenticated_userid: 'u', scope: null,
+          redirect_uri: null, challenge: null, challenge_method: null, grant_id: newId(), created_at: now, expires_at: now + 300, code_hash: sha256Hex(newId()),
+        });
+        const staleCode = code('cid-old');
+        const current = record({ credential_id: crid, client_id: 'cid-new' });
+        const currentCode = code('cid-new');
+        const olderCode = code(undefined);
+        await tokens.emit({ t: 'token', token: stale });
+        await tokens.emit({ t: 'code', code: staleCode });
+        await tokens.emit({ t: 'token', token: current });
+        await tokens.emit({ t: 'code', code: currentCode });
+        await tokens.emit({ t: 'code', code: olderCode });
+        await waitFor('current token written', async () => (await db.prisma.oauth2Token.count({ where: { id: current.id } })) === 1);
+        await waitFor('codes written', async () => (await db.prisma.oauth2AuthorizationCode.count({ where: { id: { in: [currentCode.id, olderCode.id] } } })) === 2);
+        await waitFor('all acknowledged', async () => (await store.xpending(KEYS.stream, CONSUMER_GROUP, 'control-plane', 10)).length === 0);
+        assert.equal(await db.prisma.oauth2Token.count({ where: { id: stale.id } }), 0, 'stale token not written');
+        assert.equal(await db.prisma.oauth2AuthorizationCode.count({ where: { id: staleCode.id } }), 0, 'stale code not written');
+      } finally {
+        await stop();
+      }
+    } finally {
+      await db.prisma.oauth2Credential.delete({ where: { id: crid } });
+      await store.del(KEYS.stream, KEYS.sentinel);
+      await store.close();
+    }
+  });
+
   test('Postgres unreachable: events stay pending and are written once it is back', async () => {
     const prefix = testRedisPrefix();
     const store = new RedisStore({ url: TEST_REDIS_URL, prefix });
@@ -119,11 +161,11 @@ describe('event consumer', () => {
       const stop = await part.start!();
       try {
         const tokens = new TokenStore(store);
-        const before = record({ credential_id: crid });
+        const before = record({ credential_id: crid, client_id: 'cid2' });
         await tokens.emit({ t: 'token', token: before });
         await waitFor('written while up', async () => (await t.db.prisma.oauth2Token.count({ where: { id: before.id } })) === 1);
         await relay.cut();
-        const during = [record({ credential_id: crid }), record({ credential_id: crid })];
+        const during = [record({ credential_id: crid, client_id: 'cid2' }), record({ credential_id: crid, client_id: 'cid2' })];
         for (const r of during) await tokens.emit({ t: 'token', token: r });
         await tokens.emit({ t: 'token_delete', ids: [before.id] });
         await new Promise((r) => setTimeout(r, 1500));

@@ -338,6 +338,16 @@ describe('RFC 7009 revocation and RFC 7662 introspection', () => {
     const fresh = await dp().call('/api/oauth2/token', { form: { grant_type: 'client_credentials', ...auth } });
     assert.equal((await dp().call('/api/oauth2/introspect', { form: { token: fresh.json().access_token, ...auth } })).json().active, true);
   });
+
+  test("after the credential's client_id changed: a code issued under the old one is not redeemable", async () => {
+    const s = await setup({ enable_authorization_code: true });
+    const auth = await dp().call('/api/oauth2/authorize', { form: { provision_key: s.provisionKey, authenticated_userid: 'u', client_id: s.credential.client_id, response_type: 'code' } });
+    const code = new URL(auth.json().redirect_uri).searchParams.get('code')!;
+    const renamed = { ...s.credential, client_id: `${s.credential.client_id}-renamed` };
+    await env.publish({ ...s.content, credentials: { oauth2_credentials: [renamed, s.second] } });
+    const res = await dp().call('/api/oauth2/token', { form: { grant_type: 'authorization_code', code, client_id: renamed.client_id, client_secret: s.credential.plain_secret } });
+    assert.deepEqual(res.json(), { error: 'invalid_request', error_description: 'Invalid code' });
+  });
 });
 
 describe('RFC 8414 metadata', () => {

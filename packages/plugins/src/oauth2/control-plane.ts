@@ -50,6 +50,21 @@ async function insertTokens(db: Database, tokens: TokenRecord[]): Promise<void> 
   }
 }
 
+/**
+ * The records still issued under their credential's current client_id. A token or code issued
+ * under an old one (its event still in the stream when the client_id changed) is dead: its row
+ * must not be written, or a restore would rebuild it with the new client_id and revive it.
+ * Records without a client_id (codes written by earlier versions) are kept.
+ */
+async function currentClient<T extends { credential_id: string; client_id?: string }>(db: Database, records: T[]): Promise<T[]> {
+  if (records.length === 0) return records;
+  const ids = [...new Set(records.map((r) => r.credential_id))];
+  const rows: Row[] = await db.prisma.oauth2Credential.findMany({ where: { id: { in: ids } }, select: { id: true, clientId: true } });
+  const clientIds = new Map(rows.map((r) => [r.id as string, r.clientId as string]));
+  // A credential that is gone is left to the foreign key (insertTokens drops those rows).
+  return records.filter((r) => r.client_id === undefined || !clientIds.has(r.credential_id) || clientIds.get(r.credential_id) === r.client_id);
+}
+
 /** Applies events to Postgres in order, issued tokens batched; idempotent, so redelivery is harmless. */
 export async function applyEvents(db: Database, events: Oauth2Event[]): Promise<void> {
   let run: TokenRecord[] = [];
@@ -58,11 +73,11 @@ export async function applyEvents(db: Database, events: Oauth2Event[]): Promise<
       run.push(event.token);
       continue;
     }
-    await insertTokens(db, run);
+    await insertTokens(db, await currentClient(db, run));
     run = [];
     await applyEvent(db, event);
   }
-  await insertTokens(db, run);
+  await insertTokens(db, await currentClient(db, run));
 }
 
 /** Applies one event to Postgres; idempotent, so a redelivered event is harmless. */
@@ -70,7 +85,7 @@ export async function applyEvent(db: Database, event: Oauth2Event): Promise<void
   const p = db.prisma;
   switch (event.t) {
     case 'token':
-      await insertTokens(db, [event.token]);
+      await insertTokens(db, await currentClient(db, [event.token]));
       return;
     case 'token_update':
       await p.oauth2Token.updateMany({
@@ -86,6 +101,7 @@ export async function applyEvent(db: Database, event: Oauth2Event): Promise<void
       return;
     case 'code': {
       const c = event.code;
+      if ((await currentClient(db, [c])).length === 0) return;
       try {
         await p.oauth2AuthorizationCode.createMany({
           data: [

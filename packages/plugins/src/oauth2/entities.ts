@@ -114,6 +114,34 @@ export function rowToRecord(r: Row, clientId: string): TokenRecord {
   };
 }
 
+/**
+ * Deletes every token and authorization code of a credential: the Postgres rows first (so a
+ * crash in between leaves only Redis records, which the data planes refuse anyway), then their
+ * Redis keys, and tells the data planes to evict them from their caches.
+ */
+export async function dropCredentialTokens(db: Database, tokens: TokenStore, credentialId: string): Promise<number> {
+  const p = db.prisma;
+  const rows: Row[] = await p.oauth2Token.findMany({
+    where: { credentialId },
+    select: { id: true, accessTokenHash: true, refreshTokenHash: true, grantId: true },
+  });
+  const codes: Row[] = await p.oauth2AuthorizationCode.findMany({ where: { credentialId }, select: { codeHash: true } });
+  await p.oauth2Token.deleteMany({ where: { credentialId } });
+  await p.oauth2AuthorizationCode.deleteMany({ where: { credentialId } });
+  const CHUNK = 500;
+  for (let i = 0; i < rows.length; i += CHUNK) {
+    const chunk = rows.slice(i, i + CHUNK);
+    const keys = chunk.flatMap((r) => [KEYS.access(r.accessTokenHash), ...(r.refreshTokenHash ? [KEYS.refresh(r.refreshTokenHash)] : [])]);
+    await tokens.store.del(...keys);
+    for (const r of chunk) {
+      await tokens.store.srem(KEYS.grant(r.grantId), `a:${r.accessTokenHash}`, ...(r.refreshTokenHash ? [`r:${r.refreshTokenHash}`] : []));
+    }
+    await tokens.publish({ a: chunk.map((r) => r.accessTokenHash) });
+  }
+  for (let i = 0; i < codes.length; i += CHUNK) await tokens.store.del(...codes.slice(i, i + CHUNK).map((c) => KEYS.code(c.codeHash)));
+  return rows.length;
+}
+
 export function createEntities(db: Database, tokens: TokenStore): EntityDefinition[] {
   const credentials = {
     name: 'oauth2_credentials',
@@ -182,11 +210,15 @@ export function createEntities(db: Database, tokens: TokenStore): EntityDefiniti
       return entity;
     },
 
-    async afterCommit(op: 'create' | 'update' | 'delete', before: Row | null) {
+    async afterCommit(op: 'create' | 'update' | 'delete', before: Row | null, after: Row | null) {
       // Deleting a credential revokes its tokens on every data plane at once, before the next
-      // snapshot arrives. (A changed client_id invalidates its tokens with that snapshot: the
-      // token records carry the client_id they were issued to.)
+      // snapshot arrives.
       if (op === 'delete' && before) await tokens.publish({ c: [before.id] });
+      // A changed client_id ends the tokens and codes issued under the old one. The data planes
+      // refuse them as soon as the snapshot arrives (records carry the client_id they were
+      // issued to); deleting them here also keeps a restore from Postgres, which can only
+      // rebuild records with the credential's current client_id, from bringing them back.
+      if (op === 'update' && before && after && before.clientId !== after.clientId) await dropCredentialTokens(db, tokens, before.id);
     },
   };
 

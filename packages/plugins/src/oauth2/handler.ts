@@ -260,6 +260,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         if (responseType === 'code') {
           const code = await tokens.createCode({
             credential_id: client.id,
+            client_id: client.client_id,
             service_id: serviceIdFor(ctx, config),
             plugin_id: plugin.id,
             authenticated_userid: params.authenticated_userid as string,
@@ -394,6 +395,8 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         return invalidCode;
       }
       if ((serviceId && serviceId !== rec.service_id) || rec.credential_id !== client!.id) return invalidCode;
+      // Issued under a client_id the credential no longer has.
+      if (rec.client_id !== undefined && rec.client_id !== client!.client_id) return invalidCode;
       if (config.global_credentials && rec.plugin_id && rec.plugin_id !== plugin.id) return invalidCode;
       const redirect = str(params.redirect_uri);
       if (rec.redirect_uri && redirect && redirect !== rec.redirect_uri) {

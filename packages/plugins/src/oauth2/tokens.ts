@@ -63,6 +63,8 @@ export interface TokenRecord {
 export interface CodeRecord {
   id: string;
   credential_id: string;
+  /** The client_id the code was issued to (absent in codes written by earlier versions and in restored ones). */
+  client_id?: string;
   service_id: string | null;
   plugin_id: string | null;
   authenticated_userid: string | null;

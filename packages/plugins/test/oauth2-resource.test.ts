@@ -269,6 +269,13 @@ describe('RFC 7009 revocation and RFC 7662 introspection', () => {
     const none = await dp().call('/api/oauth2/revoke', { form: { token } });
     assert.equal(none.status, 401);
     assert.equal(none.json().error, 'invalid_client');
+    assert.equal(none.headers['www-authenticate'], 'Basic realm="OAuth2.0"', 'a 401 names the scheme');
+    const noneIntrospect = await dp().call('/api/oauth2/introspect', { form: { token } });
+    assert.equal(noneIntrospect.status, 401);
+    assert.equal(noneIntrospect.headers['www-authenticate'], 'Basic realm="OAuth2.0"');
+    const badPost = await dp().call('/api/oauth2/introspect', { form: { token, client_id: s.credential.client_id, client_secret: 'wrong' } });
+    assert.equal(badPost.status, 400, 'a failed client_secret_post stays 400');
+    assert.equal(badPost.headers['www-authenticate'], undefined);
     const http = await dp().call('/api/oauth2/introspect', { https: false, form: { token, client_id: s.credential.client_id, client_secret: s.credential.plain_secret } });
     assert.equal(http.json().error, 'access_denied');
     const get = await dp().call('/api/oauth2/revoke');

@@ -551,8 +551,10 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     else if (client?.client_type === 'public') ok = allowPublic && (auth.clientSecret === undefined || auth.clientSecret.trim() === '');
     if (ok) return client!;
     const body = { ...INVALID_CLIENT };
-    if (auth.fromHeader) ctx.respond(401, body, { ...NO_STORE, 'WWW-Authenticate': 'Basic realm="OAuth2.0"' });
-    else ctx.respond(auth.clientId === undefined ? 401 : 400, body, NO_STORE);
+    // RFC 7235 §3.1 / RFC 6749 §5.2: a 401 names the scheme to use. No credentials at all is 401
+    // too; a failed client_secret_post stays 400 (no header was used).
+    if (auth.fromHeader || auth.clientId === undefined) ctx.respond(401, body, { ...NO_STORE, 'WWW-Authenticate': 'Basic realm="OAuth2.0"' });
+    else ctx.respond(400, body, NO_STORE);
     return null;
   }
 

@@ -347,6 +347,40 @@ describe('authorization code grant', () => {
     assert.match(ok.json().redirect_uri, /^https:\/\/other\.test\/cb\?code=[A-Za-z0-9]{32}$/);
   });
 
+  test('a repeated redirect_uri is invalid_request, not "omitted" (RFC 6749 §3.1), at authorize and at the token step', async () => {
+    const params = new URLSearchParams({ ...authParams(), client_id: multi.client_id });
+    const repeated = (first: string, second: string) => {
+      const p = new URLSearchParams(params);
+      p.append('redirect_uri', first);
+      p.append('redirect_uri', second);
+      return p.toString();
+    };
+    const formHeaders = { 'content-type': 'application/x-www-form-urlencoded' };
+    for (const body of [repeated('https://evil.test/', 'https://other.test/cb'), repeated('https://other.test/cb', 'https://other.test/cb')]) {
+      const res = await dp().call('/api/oauth2/authorize', { body, headers: formHeaders });
+      assert.equal(res.status, 400, res.body);
+      const url = new URL(res.json().redirect_uri);
+      assert.equal(url.origin + url.pathname, 'https://app.test/kong', 'the error goes to the first registered URI, as for a mismatch');
+      assert.equal(url.searchParams.get('error'), 'invalid_request');
+      assert.equal(url.searchParams.get('error_description'), 'Invalid redirect_uri that does not match with any redirect_uri created with the application');
+      assert.equal(url.searchParams.get('code'), '123', "only the registered URI's own query, no code issued");
+    }
+    const viaJson = await dp().call('/api/oauth2/authorize', { json: { ...authParams(), client_id: multi.client_id, redirect_uri: ['https://evil.test/', 'https://other.test/cb'] } });
+    assert.equal(viaJson.status, 400);
+    assert.equal(new URL(viaJson.json().redirect_uri).searchParams.get('error'), 'invalid_request');
+
+    const code = codeFrom((await authorize({ ...authParams(), client_id: multi.client_id })).json().redirect_uri);
+    const tokenBody = new URLSearchParams({ grant_type: 'authorization_code', code, client_id: multi.client_id, client_secret: multi.plain_secret });
+    tokenBody.append('redirect_uri', 'https://evil.test/');
+    tokenBody.append('redirect_uri', 'https://app.test/kong?foo=bar&code=123');
+    const tok = await dp().call('/api/oauth2/token', { body: tokenBody.toString(), headers: formHeaders });
+    assert.equal(tok.status, 400, tok.body);
+    assert.deepEqual(tok.json(), { error: 'invalid_request', error_description: 'Invalid redirect_uri that does not match with any redirect_uri created with the application' });
+    // The code was not consumed by the refused request.
+    const ok = await dp().call('/api/oauth2/token', { form: { grant_type: 'authorization_code', code, client_id: multi.client_id, client_secret: multi.plain_secret } });
+    assert.equal(ok.status, 200, ok.body);
+  });
+
   test("the registered URI's own query is kept and merged, keys sorted", async () => {
     const res = await authorize({ ...authParams(), client_id: multi.client_id });
     assert.match(res.json().redirect_uri, /^https:\/\/app\.test\/kong\?code=[A-Za-z0-9]{32}&foo=bar$/);

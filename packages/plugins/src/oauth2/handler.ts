@@ -114,6 +114,17 @@ function normaliseChallenge(challenge: string): string | null {
   return bytes.length === 32 && bytes.toString('base64url') === unpadded ? unpadded : null;
 }
 
+/**
+ * The redirect URI a request names: the first registered one when `redirect_uri` is omitted
+ * (or empty, RFC 6749 §3.1), the given one when it is registered (exact string comparison, RFC
+ * 9700 §4.1.3); null when it is not, or when it is not one string: a repeated parameter (an
+ * array) is invalid (RFC 6749 §3.1), not omitted.
+ */
+function namedRedirect(registered: string[], wanted: unknown): string | null {
+  if (wanted === undefined || wanted === null || wanted === '') return registered[0];
+  return typeof wanted === 'string' && registered.includes(wanted) ? wanted : null;
+}
+
 function requiresPkce(config: Oauth2Config, client: SnapshotCredential): boolean {
   if (config.pkce === 'strict') return true;
   return client.client_type === 'public' && config.pkce !== 'none';
@@ -226,10 +237,9 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       if (!client || !client.redirect_uris?.length) {
         response = INVALID_CLIENT;
       } else {
-        const wanted = params.redirect_uri;
-        redirectUri = typeof wanted === 'string' && wanted !== '' ? wanted : client.redirect_uris[0];
-        // RFC 9700 §4.1.3: exact string comparison against the registered URIs.
-        if (!client.redirect_uris.includes(redirectUri)) {
+        redirectUri = namedRedirect(client.redirect_uris, params.redirect_uri);
+        if (redirectUri === null) {
+          // As Kong: the error goes to the first registered URI.
           response = INVALID_REDIRECT;
           redirectUri = client.redirect_uris[0];
         }
@@ -329,9 +339,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
           error = INVALID_CLIENT;
           headerClientFailure = auth.fromHeader;
         } else {
-          const wanted = params.redirect_uri;
-          const uri = typeof wanted === 'string' && wanted !== '' ? wanted : client.redirect_uris[0];
-          if (!client.redirect_uris.includes(uri)) error = INVALID_REDIRECT;
+          if (namedRedirect(client.redirect_uris, params.redirect_uri) === null) error = INVALID_REDIRECT;
         }
       }
       if (client && client.client_type === 'confidential') {

@@ -336,6 +336,25 @@ describe('authorization code grant', () => {
     assert.match(mandatory.json().redirect_uri, /error_description=You%20must%20specify%20a%20scope/);
   });
 
+  test('a state that is not one string is invalid_request (never a 500), and is not echoed', async () => {
+    for (const state of [{ toString: 1 }, { a: 1 }, ['a', 'b'], 5, true]) {
+      const res = await dp().call('/api/oauth2/authorize', { json: { ...authParams(), state } });
+      assert.equal(res.status, 400, `${JSON.stringify(state)}: ${res.body}`);
+      assert.equal(res.json().redirect_uri, 'https://app.test/cb?error=invalid_request&error_description=state%20must%20be%20a%20string');
+    }
+    const body = `${new URLSearchParams(authParams())}&state=a&state=b`;
+    const repeated = await dp().call('/api/oauth2/authorize', { body, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    assert.equal(repeated.status, 400);
+    assert.equal(repeated.json().redirect_uri, 'https://app.test/cb?error=invalid_request&error_description=state%20must%20be%20a%20string');
+    // Before a redirect URI is known the error is plain JSON, without the state.
+    const noKey = await dp().call('/api/oauth2/authorize', { json: { ...authParams(), provision_key: 'nope', state: { toString: 1 } } });
+    assert.equal(noKey.status, 400);
+    assert.deepEqual(noKey.json(), { error: 'invalid_provision_key', error_description: 'Invalid provision_key' });
+    const ok = await dp().call('/api/oauth2/authorize', { json: { ...authParams(), state: 'st' } });
+    assert.equal(ok.status, 200);
+    assert.match(ok.json().redirect_uri, /^https:\/\/app\.test\/cb\?code=[A-Za-z0-9]{32}&state=st$/);
+  });
+
   test('a redirect_uri not registered sends the error to the first registered URI (exact matching)', async () => {
     const res = await authorize({ ...authParams(), client_id: multi.client_id, redirect_uri: 'https://other.test/cb/' });
     assert.equal(res.status, 400);

@@ -226,6 +226,11 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       response = { error: 'invalid_authenticated_userid', error_description: 'Missing authenticated_userid parameter' };
     } else {
       const responseType = params.response_type;
+      if (state !== undefined && state !== null && typeof state !== 'string') {
+        // A repeated `state` or a JSON object/number: it goes back in the redirect URI as given,
+        // so only one string is accepted.
+        response = { error: 'invalid_request', error_description: 'state must be a string' };
+      }
       if (!((responseType === 'code' && config.enable_authorization_code) || (responseType === 'token' && config.enable_implicit_grant))) {
         response = { error: 'unsupported_response_type', error_description: 'Invalid response_type' };
       }
@@ -299,7 +304,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         }
       }
     }
-    if (state !== undefined && state !== null) response.state = state;
+    if (typeof state === 'string') response.state = state;
     const status = response.error ? 400 : 200;
     if (redirectUri) {
       const flat: Record<string, string> = {};

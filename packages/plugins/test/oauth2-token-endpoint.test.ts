@@ -140,11 +140,13 @@ describe('token endpoint: client authentication and grant types', () => {
       Object.entries(parts).map(([k, v]) => `--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`).join('') + `--${boundary}--\r\n`;
     const mp = await dp().call('/api/oauth2/token', { method: 'POST', body: multipart, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
     assert.equal(mp.status, 200, mp.body);
-    const q = await dp().call(`/api/oauth2/token?grant_type=password&client_id=${setup.credential.client_id}`, {
-      form: { grant_type: 'client_credentials', client_secret: setup.credential.plain_secret },
+    // Client credentials never in the query string (RFC 6749 §2.3.1; see the client authentication tests).
+    const q = await dp().call('/api/oauth2/token?grant_type=password&scope=email', {
+      form: { grant_type: 'client_credentials', client_id: setup.credential.client_id, client_secret: setup.credential.plain_secret },
     });
     assert.equal(q.status, 200, q.body);
     assert.equal(q.json().refresh_token, undefined, 'the body grant_type won');
+    assert.equal((await resource(q.json().access_token)).json().headers['x-authenticated-scope'], 'email', 'the query scope was read');
   });
 
   test('Basic authentication; a bad secret in the header is 401 with WWW-Authenticate, in the body 400', async () => {
@@ -159,6 +161,39 @@ describe('token endpoint: client authentication and grant types', () => {
     assert.equal(body.status, 400);
     assert.equal(body.json().error, 'invalid_client');
     assert.equal(body.headers['www-authenticate'], undefined);
+  });
+
+  test('RFC 6749 §2.3: a Basic header and a client_secret parameter together, or client credentials in the query string, are invalid_request', async () => {
+    const id = setup.credential.client_id;
+    const secret = setup.credential.plain_secret;
+    const both = await dp().call('/api/oauth2/token', { form: { grant_type: 'client_credentials', client_id: id, client_secret: secret, state: 's' }, headers: { authorization: basic(id, secret) } });
+    assert.equal(both.status, 400, both.body);
+    assert.deepEqual(both.json(), { error: 'invalid_request', error_description: 'The client must use only one authentication method', state: 's' });
+    assertNoStore(both);
+    // Kong let the body pair win over a Basic header of another client.
+    const mixed = await dp().call('/api/oauth2/token', { form: { grant_type: 'client_credentials', client_id: id, client_secret: secret }, headers: { authorization: basic(pub.client_id, 'garbage') } });
+    assert.equal(mixed.json().error, 'invalid_request');
+    // Basic plus a client_id parameter alone (no second credential) is fine.
+    const withId = await dp().call('/api/oauth2/token', { form: { grant_type: 'client_credentials', client_id: id }, headers: { authorization: basic(id, secret) } });
+    assert.equal(withId.status, 200, withId.body);
+
+    for (const query of [`client_id=${id}&client_secret=${secret}`, `client_secret=${secret}`, `client_id=${id}`]) {
+      const res = await dp().call(`/api/oauth2/token?${query}`, { form: { grant_type: 'client_credentials', client_id: id, client_secret: secret } });
+      assert.equal(res.status, 400, `${query}: ${res.body}`);
+      assert.deepEqual(res.json(), { error: 'invalid_request', error_description: 'Client credentials must not be sent in the request URI' });
+    }
+    const viaQueryOnly = await dp().call(`/api/oauth2/token?client_id=${id}&client_secret=${secret}`, { form: { grant_type: 'client_credentials' } });
+    assert.equal(viaQueryOnly.json().error, 'invalid_request');
+    // Revocation and introspection authenticate clients the same way.
+    for (const endpoint of ['revoke', 'introspect']) {
+      const twice = await dp().call(`/api/oauth2/${endpoint}`, { form: { token: 'x', client_secret: secret }, headers: { authorization: basic(id, secret) } });
+      assert.equal(twice.status, 400, `${endpoint}: ${twice.body}`);
+      assert.equal(twice.json().error_description, 'The client must use only one authentication method');
+      const inQuery = await dp().call(`/api/oauth2/${endpoint}?client_id=${id}&client_secret=${secret}`, { form: { token: 'x' } });
+      assert.equal(inQuery.status, 400, `${endpoint}: ${inQuery.body}`);
+      assert.equal(inQuery.json().error_description, 'Client credentials must not be sent in the request URI');
+      assert.equal((await dp().call(`/api/oauth2/${endpoint}`, { form: { token: 'x' }, headers: { authorization: basic(id, secret) } })).status, 200);
+    }
   });
 
   test('an unknown client in Basic on client_credentials is still 400 (Kong skips the client check for that grant)', async () => {

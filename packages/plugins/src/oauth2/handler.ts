@@ -160,24 +160,45 @@ interface ClientAuth {
   fromHeader: boolean;
 }
 
+/** The client credentials of a Basic `auth_header_name` header, if the request has one. */
+function basicCredentials(ctx: RequestContext, config: Oauth2Config): ClientAuth | null {
+  const raw = ctx.req.headers[config.auth_header_name.toLowerCase()];
+  const header = Array.isArray(raw) ? raw[0] : raw;
+  const m = header === undefined ? null : /^\s*[Bb]asic\s*(.+)$/.exec(header);
+  if (!m) return null;
+  const decoded = Buffer.from(m[1].trim(), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon === -1
+    ? { clientId: decoded, clientSecret: undefined, fromHeader: true }
+    : { clientId: decoded.slice(0, colon), clientSecret: decoded.slice(colon + 1), fromHeader: true };
+}
+
 /** Kong's retrieve_client_credentials: body/query pair, else Basic in auth_header_name, else client_id alone. */
 function clientCredentials(ctx: RequestContext, config: Oauth2Config, params: Params): ClientAuth {
   const id = str(params.client_id);
   const secret = str(params.client_secret);
   if (id !== undefined && secret !== undefined) return { clientId: id, clientSecret: secret, fromHeader: false };
-  const raw = ctx.req.headers[config.auth_header_name.toLowerCase()];
-  const header = Array.isArray(raw) ? raw[0] : raw;
-  if (header !== undefined) {
-    const m = /^\s*[Bb]asic\s*(.+)$/.exec(header);
-    if (m) {
-      const decoded = Buffer.from(m[1].trim(), 'base64').toString('utf8');
-      const colon = decoded.indexOf(':');
-      return colon === -1
-        ? { clientId: decoded, clientSecret: undefined, fromHeader: true }
-        : { clientId: decoded.slice(0, colon), clientSecret: decoded.slice(colon + 1), fromHeader: true };
-    }
+  return basicCredentials(ctx, config) ?? { clientId: id, clientSecret: undefined, fromHeader: false };
+}
+
+/** A parameter that was sent with a value (RFC 6749 §3.1: an empty one counts as omitted). */
+const sent = (v: unknown) => v !== undefined && v !== null && v !== '' && v !== true;
+
+/**
+ * Client authentication that RFC 6749 forbids though Kong accepts it, at the endpoints where
+ * clients authenticate (token, revocation, introspection): credentials in the request URI
+ * (§2.3.1: client_id and client_secret "MUST NOT be included in the request URI") and more
+ * than one method in one request (§2.3: a Basic header and a client_secret parameter).
+ */
+function clientAuthMisuse(ctx: RequestContext, config: Oauth2Config, params: Params): OAuthError | null {
+  const query = parseUrlEncoded(ctx.rawQuery);
+  if (sent(query.client_id) || sent(query.client_secret)) {
+    return { error: 'invalid_request', error_description: 'Client credentials must not be sent in the request URI' };
   }
-  return { clientId: id, clientSecret: undefined, fromHeader: false };
+  if (sent(params.client_secret) && basicCredentials(ctx, config) !== null) {
+    return { error: 'invalid_request', error_description: 'The client must use only one authentication method' };
+  }
+  return null;
 }
 
 export interface Oauth2DataPlaneHandler extends PluginHandler<Oauth2Config> {
@@ -323,8 +344,11 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     let success: Record<string, unknown> | null = null;
     const state = params.state;
     const https = checkHttps(ctx, config);
+    const misuse = https === true ? clientAuthMisuse(ctx, config, params) : null;
     if (https !== true) {
       error = { error: 'access_denied', error_description: https || 'You must use HTTPS' };
+    } else if (misuse) {
+      error = misuse;
     } else {
       const grantType = params.grant_type;
       if (
@@ -597,6 +621,11 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     const https = checkHttps(ctx, config);
     if (https !== true) {
       ctx.respond(400, { error: 'access_denied', error_description: https || 'You must use HTTPS' }, NO_STORE);
+      return null;
+    }
+    const misuse = clientAuthMisuse(ctx, config, params);
+    if (misuse) {
+      ctx.respond(400, misuse, NO_STORE);
       return null;
     }
     const client = await authenticateClient(ctx, config, params, allowPublic);

@@ -3,7 +3,11 @@
 // 503 (never 500: an outage is not a bug), and everything comes back when Redis does.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { standardSetup, startEnv, startRedisRelay, type Env } from './oauth2-helpers.ts';
+import { loadConfig } from '@gatehouse/core/config.ts';
+import { SNAPSHOT_KEYS } from '@gatehouse/core/snapshot.ts';
+import { tempDir } from '@gatehouse/core/testing.ts';
+import { startDataPlane } from '@gatehouse/data-plane';
+import { request, silent, standardSetup, startEnv, startRedisRelay, type Env } from './oauth2-helpers.ts';
 
 let env: Env;
 let relay: Awaited<ReturnType<typeof startRedisRelay>>;
@@ -74,5 +78,39 @@ test('a revocation published while a data plane was disconnected is not missed (
   while ((await use()).status !== 401) {
     assert.ok(Date.now() - cachedAt < 9_000, 'refused before the cache entry would have gone stale anyway');
     await new Promise((r) => setTimeout(r, 100));
+  }
+});
+
+test('a data plane restarted while Redis is down serves its disk cache, the oauth2 plugin included', async () => {
+  await standardSetup(env, { enable_client_credentials: true });
+  const dir = tempDir('gatehouse-oauth2-restart-');
+  const config = loadConfig({
+    REDIS_URL: relay.url,
+    GATEHOUSE_REDIS_PREFIX: env.prefix,
+    GATEHOUSE_DATA_DIR: dir.path,
+    GATEHOUSE_PROXY_LISTEN: '127.0.0.1:0',
+    GATEHOUSE_LOG_LEVEL: 'error',
+  });
+  try {
+    const first = await startDataPlane({ config, logger: silent, pollIntervalMs: 200 });
+    await first.close();
+    await relay.cut();
+    // Started with no Redis: it must listen and serve from the disk cache, not wait for Redis.
+    const second = await Promise.race([
+      startDataPlane({ config, logger: silent, pollIntervalMs: 200 }),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the data plane waited for Redis')), 8000)),
+    ]);
+    try {
+      assert.equal(second.configVersion?.version, JSON.parse((await env.store.get(SNAPSHOT_KEYS.latest))!).version);
+      const port = second.addresses[0].port;
+      const res = await request(port, '/api/x', { https: false });
+      assert.equal(res.status, 401, 'the oauth2 plugin runs from the cached config');
+    } finally {
+      await relay.restore();
+      await second.close();
+    }
+  } finally {
+    await relay.restore().catch(() => {});
+    dir.remove();
   }
 });

@@ -208,7 +208,7 @@ export interface Oauth2DataPlaneHandler extends PluginHandler<Oauth2Config> {
 export default async function createOauth2DataPlane(services: DataPlaneServices): Promise<Oauth2DataPlaneHandler> {
   const { logger } = services;
   const tokens = new TokenStore(services.store, { logger });
-  await tokens.listen();
+  tokens.listen();
   const secrets = new SecretVerifier();
 
   let credentialsById = new Map<string, SnapshotCredential>();

@@ -155,6 +155,9 @@ export class TokenStore {
   private readonly revokedConsumers = new Map<string, number>();
   private unsubscribe: (() => Promise<void>) | null = null;
   private offResubscribe: (() => void) | null = null;
+  /** A data plane's store (listen() called): it applies its own revocations at once. */
+  private listening = false;
+  private closed = false;
   /** Called after each revocation message is applied (tests measure propagation with it). */
   onRevocation: ((message: RevocationMessage) => void) | null = null;
 
@@ -169,18 +172,34 @@ export class TokenStore {
     this.cache = new LRUCache({ max: options.cacheMax ?? 50_000, ttl: Math.max(this.freshMs, options.staleLimitMs ?? 300_000) });
   }
 
-  /** Data planes: listen for revocations; drop the whole cache when messages may have been lost. */
-  async listen(): Promise<void> {
-    this.unsubscribe = await this.store.subscribe(KEYS.channel, (raw) => {
-      let message: RevocationMessage;
-      try {
-        message = JSON.parse(raw);
-      } catch {
-        return;
-      }
-      this.applyRevocation(message);
-    });
+  /**
+   * Data planes: listen for revocations; drop the whole cache when messages may have been lost.
+   * Returns at once, the subscription completing whenever Redis answers: a data plane restarted
+   * while Redis is down must serve its disk cache meanwhile, not wait here (it holds no token to
+   * evict until Redis is back; the cache is dropped once the subscription is in place).
+   */
+  listen(): void {
+    this.listening = true;
     this.offResubscribe = this.store.onResubscribe(() => this.cache.clear());
+    this.store
+      .subscribe(KEYS.channel, (raw) => {
+        let message: RevocationMessage;
+        try {
+          message = JSON.parse(raw);
+        } catch {
+          return;
+        }
+        this.applyRevocation(message);
+      })
+      .then(
+        (unsubscribe) => {
+          if (this.closed) return void unsubscribe().catch(() => {});
+          this.unsubscribe = unsubscribe;
+          // Tokens read before now may have been revoked without our hearing it.
+          this.cache.clear();
+        },
+        (err) => this.options.logger?.warn('oauth2: cannot subscribe to revocations', { error: String(err) }),
+      );
   }
 
   private applyRevocation(message: RevocationMessage) {
@@ -225,6 +244,7 @@ export class TokenStore {
   }
 
   async close() {
+    this.closed = true;
     this.offResubscribe?.();
     await this.unsubscribe?.();
   }
@@ -243,7 +263,7 @@ export class TokenStore {
 
   async publish(message: RevocationMessage): Promise<void> {
     // A data plane applies its own revocations at once; the control plane only publishes.
-    if (this.unsubscribe) this.applyRevocation(message);
+    if (this.listening) this.applyRevocation(message);
     await this.store.publish(KEYS.channel, JSON.stringify(message));
   }
 

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { KongError, schemaViolation, type EntityDefinition, type PluginDefinition, type Row } from '@gatehouse/core';
 import { objectKeys } from './zod-util.ts';
+import { normalizePath } from '@gatehouse/core/uri.ts';
 
 const nullIfEmpty = <T>(list: T[] | null | undefined): T[] | null => (list && list.length ? list : null);
 const emptyIfNull = <T>(list: T[] | null | undefined): T[] => list ?? [];
@@ -223,6 +224,8 @@ const routePath = z
     } else if (v.startsWith('/')) {
       const err = pathError(v);
       if (err?.startsWith('invalid url-encoded')) ctx.addIssue({ code: 'custom', message: err });
+      // Requests are matched normalised: a path written otherwise could never match as written.
+      else if (normalizePath(v) !== v) ctx.addIssue({ code: 'custom', message: `non-normalized path, consider use '${normalizePath(v)}' instead` });
     } else {
       try {
         new RegExp(v.slice(1));

@@ -273,6 +273,18 @@ describe('routes', () => {
       paths: [null, 'should start with: / (fixed path) or ~/ (regex path)', 'must not have empty segments'],
       methods: [null, 'invalid value: get'],
     });
+    // Requests are matched normalised, so a path must be written so (Kong's message).
+    const n = await api.post('/routes').send({ paths: ['/%7Euser', '/a/./b/../c', '/caf%c3%a9', '/x%2fy', '/fine/%C3%A9'] }).expect(400);
+    assert.deepEqual(n.body.fields, {
+      paths: [
+        "non-normalized path, consider use '/~user' instead",
+        "non-normalized path, consider use '/a/c' instead",
+        "non-normalized path, consider use '/caf%C3%A9' instead",
+        "non-normalized path, consider use '/x%2Fy' instead",
+      ],
+    });
+    const fine = await api.post('/routes').send({ paths: ['/fine/%C3%A9/x%2Fy'] }).expect(201);
+    await api.delete(`/routes/${fine.body.id}`).expect(204);
     const h = await api.post('/routes').send({ headers: { Host: ['x'] } }).expect(400);
     assert.deepEqual(h.body.fields, { headers: "cannot contain 'host' header, which must be specified in the 'hosts' attribute" });
     const w = await api.post('/routes').send({ hosts: ['*.a.*', 'a.*.b', '*.ok.test', 'ok.*'] }).expect(400);

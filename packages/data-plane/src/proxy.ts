@@ -15,7 +15,8 @@ import type { TlsCredentials } from '@gatehouse/core/tls.ts';
 import { AgentPool, compileSnapshot, type CompiledConfig, type RoutePayload } from './compile.ts';
 import { HandshakeClient, HttpProxyEngine, type ForwardingEngine, type ForwardRequest, type UpstreamFailure } from './forward.ts';
 import { resolveEntry, type ChainEntry, type PluginRuntime } from './plugins.ts';
-import { normalizePath, upstreamPathV0, upstreamPathV1 } from './router.ts';
+import { normalizePath } from '@gatehouse/core/uri.ts';
+import { upstreamPathV0, upstreamPathV1 } from './router.ts';
 import { TrustedIps } from './trusted-ips.ts';
 
 export const MAX_BUFFERED_BODY = 8 * 1024 * 1024;
@@ -35,7 +36,7 @@ export const IDENTITY_HEADERS = [
 const HOP_BY_HOP_SET = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'expect', 'trailer']);
 
 const VIA = '1.1 gatehouse';
-const BEYOND_LATIN1 = /[^\u0000-\u00ff]/;
+const NON_ASCII = /[^\u0000-\u007f]/;
 const JSON_TYPE = 'application/json; charset=utf-8';
 
 function jsonBody(message: string): Buffer {
@@ -143,9 +144,9 @@ class Exchange implements RequestContext, ForwardRequest {
     // Checked here, where the plugin at fault is known (its handler fails: a 500 and a log line
     // naming it); Node would refuse the header only later, in the middle of forwarding.
     validateHeaderName(name);
-    // A value beyond Latin-1 (a user id like 张伟) goes as its UTF-8 bytes, as Kong sends it;
-    // Node writes header strings as Latin-1, one byte per character.
-    if (value !== null && BEYOND_LATIN1.test(value)) value = Buffer.from(value, 'utf8').toString('latin1');
+    // A value is text: anything beyond ASCII (José, 张伟) goes as its UTF-8 bytes, as Kong sends
+    // it. Node writes header strings as Latin-1, one byte per character.
+    if (value !== null && NON_ASCII.test(value)) value = Buffer.from(value, 'utf8').toString('latin1');
     if (value !== null) validateHeaderValue(name, value);
     const key = name.toLowerCase();
     if (key === 'host') {
@@ -478,7 +479,6 @@ function equalsIgnoreCase(name: string, lower: string): boolean {
   return true;
 }
 
-/** Whether the client sent any identity header (named loads: this runs on every request). */
 /** Headers the gateway sets for the upstream, spelt with underscores for dashes. */
 const UNDERSCORE_SPELT = new Set<string>([
   ...IDENTITY_HEADERS,
@@ -501,6 +501,7 @@ function dropUnderscoreSpellings(h: IncomingHttpHeaders): void {
   }
 }
 
+/** Whether the client sent any identity header (named loads: this runs on every request). */
 function hasIdentityHeader(h: IncomingHttpHeaders): boolean {
   return (
     h['x-consumer-id'] !== undefined ||

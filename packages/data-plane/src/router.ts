@@ -16,6 +16,7 @@
 // still beat the best match found so far.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteEntity } from '@gatehouse/core/entities.ts';
+import { normalizePath } from '@gatehouse/core/uri.ts';
 
 export interface MatchRequest {
   method: string;
@@ -181,7 +182,7 @@ export class Router<P> {
         if (isRegexPath(p.path)) {
           regex = new RegExp(`^(?:${p.path.slice(1)})`);
           regexCount++;
-        } else prefix = p.path;
+        } else prefix = normalizePath(p.path); // requests are matched normalised: so are prefixes
       }
       const hosts = p.cr.route.hosts;
       if (!hosts?.length) {
@@ -321,39 +322,6 @@ function rawValues(raw: string[], name: string): string[] | undefined {
     if (raw[i].length === name.length && raw[i].toLowerCase() === name) (values ??= []).push(raw[i + 1]);
   }
   return values;
-}
-
-const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
-
-/**
- * The request path as routes are matched against and as it goes upstream, normalised as Kong
- * does (kong.tools.uri.normalize): percent-encoded unreserved characters decoded (the rest
- * upper-cased), dot segments removed (RFC 3986 5.2.4) and repeated slashes merged. Without it
- * `/public/../admin` or `/%61dmin` would be routed by one route and served by the upstream as
- * another's path, past that route's plugins. Returns `path` itself when there is nothing to do.
- */
-export function normalizePath(path: string): string {
-  if (path.indexOf('%') === -1 && path.indexOf('/.') === -1 && path.indexOf('//') === -1) return path;
-  if (path.indexOf('%') !== -1) {
-    path = path.replace(/%([0-9A-Fa-f]{2})/g, (triplet, hex: string) => {
-      const c = String.fromCharCode(parseInt(hex, 16));
-      return UNRESERVED.test(c) ? c : triplet.toUpperCase();
-    });
-  }
-  const out: string[] = [];
-  const segments = path.split('/');
-  // segments[0] is '' (the path starts with '/'); the last one decides a trailing slash.
-  for (let i = 1; i < segments.length; i++) {
-    const seg = segments[i];
-    const last = i === segments.length - 1;
-    if (seg === '..') {
-      out.pop();
-      if (last) out.push('');
-    } else if (seg === '.' || (seg === '' && !last)) {
-      if (last) out.push('');
-    } else out.push(seg);
-  }
-  return `/${out.join('/')}`;
 }
 
 /**

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { RouteEntity } from '@gatehouse/core/entities.ts';
-import { normalizePath, Router, upstreamPathV0, type MatchRequest } from '../src/router.ts';
+import { normalizePath } from '@gatehouse/core/uri.ts';
+import { Router, upstreamPathV0, type MatchRequest } from '../src/router.ts';
 import { route } from './helpers.ts';
 
 function build(routes: RouteEntity[]) {
@@ -171,6 +172,13 @@ describe('path normalisation (Kong: kong.tools.uri.normalize)', () => {
       ['/bad%zz%4', '/bad%zz%4'],
     ];
     for (const [input, expected] of cases) assert.equal(normalizePath(input), expected, input);
+  });
+
+  test('prefix paths stored unnormalised (written before the admin API refused them) match normalised requests', () => {
+    const r = build([route({ name: 'tilde', paths: ['/%7Euser'] }), route({ name: 'cafe', paths: ['/caf%c3%a9'] })]);
+    assert.equal(hit(r, normalizePath('/%7Euser/x')), 'tilde');
+    assert.equal(hit(r, normalizePath('/~user/x')), 'tilde');
+    assert.equal(hit(r, normalizePath('/caf%c3%a9')), 'cafe');
   });
 });
 

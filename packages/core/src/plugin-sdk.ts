@@ -65,7 +65,10 @@ export interface RequestContext {
   consumer: ConsumerEntity | null;
   /** Set by an authentication plugin: which credential authenticated (id, and its public identifier). */
   credential: { id: string; identifier: string } | null;
-  /** Headers to set on (string) or remove from (null) the upstream request. */
+  /**
+   * Headers to set on (string) or remove from (null) the upstream request. A value is text: what
+   * is beyond ASCII is sent as UTF-8. A value Node refuses (a newline) fails the plugin (500).
+   */
   setUpstreamHeader(name: string, value: string | null): void;
   /** Replaces the query string sent upstream ('' removes it). */
   setUpstreamQuery(rawQuery: string): void;

@@ -102,9 +102,9 @@ export class SnapshotPublisher {
   private timer: NodeJS.Timeout | null = null;
   private interval: NodeJS.Timeout | null = null;
   private closed = false;
-  /** The last snapshot this publisher stored. */
+  /** The last snapshot this publisher stored and pointed `latest` to. */
   last: SnapshotPointer | null = null;
-  /** Number of snapshots built and stored (tests and /status). */
+  /** Number of snapshots built, stored and pointed to (tests and /status). */
   published = 0;
   lastError: string | null = null;
   private failures = 0;
@@ -115,6 +115,7 @@ export class SnapshotPublisher {
 
   /** Publishes the current version (if the store lacks it) and starts the periodic check. */
   async start(): Promise<void> {
+    await this.adoptUnlisted();
     await this.verify();
     const every = this.options.verifyIntervalMs ?? 2000;
     this.interval = setInterval(() => void this.verify(), every);
@@ -297,6 +298,21 @@ export class SnapshotPublisher {
       build_ms: ms(t1 - t0),
       store_ms: ms(t2 - t1),
     });
+  }
+
+  /**
+   * Lists the snapshots stored without being listed (written by a version before the list
+   * existed, or by a process that stopped between the two writes), so that they expire too.
+   */
+  private async adoptUnlisted(): Promise<void> {
+    const { store, logger } = this.options;
+    try {
+      const versions = (await store.keysWithPrefix(SNAPSHOT_KEYS.versionPrefix)).map((k) => k.slice(SNAPSHOT_KEYS.versionPrefix.length)).filter((v) => /^\d+$/.test(v));
+      if (versions.length) await store.sadd(SNAPSHOT_KEYS.stored, ...versions);
+    } catch (err) {
+      // The store is away: the next start lists them.
+      logger.debug?.('cannot list stored snapshots', { error: (err as Error).message });
+    }
   }
 
   /**

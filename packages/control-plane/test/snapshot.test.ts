@@ -162,6 +162,20 @@ test('snapshots an earlier control-plane process stored expire too (the list is 
   assert.ok((await raw.scard(`${t.prefix}${SNAPSHOT_KEYS.stored}`)) <= 6);
 });
 
+test('snapshots stored without being listed (by a version before the list) expire once a control plane starts', async () => {
+  // As an earlier version left them: stored, unlisted, no expiry.
+  for (const v of [1, 2]) {
+    await raw.set(`${t.prefix}${SNAPSHOT_KEYS.version(v)}`, '{}');
+    await raw.srem(`${t.prefix}${SNAPSHOT_KEYS.stored}`, String(v));
+  }
+  const restarted = new SnapshotPublisher({ ...(t.publisher as unknown as { options: PublisherOptions }).options });
+  await restarted.start();
+  await restarted.close();
+  await api.patch('/consumers/burst-1').send({ custom_id: 'after-adoption' }).expect(200);
+  await t.publisher.flush();
+  for (const v of [1, 2]) assert.ok((await raw.pttl(`${t.prefix}${SNAPSHOT_KEYS.version(v)}`)) > 0, `version ${v} expires`);
+});
+
 test('a store ahead of the database (database recreated, Redis kept): the version moves past it and writes reach the data planes again', async () => {
   await t.publisher.flush();
   const v = await dbVersion();

@@ -29,6 +29,7 @@ export interface SnapshotPointer {
 
 export const SNAPSHOT_KEYS = {
   latest: 'config:latest',
+  versionPrefix: 'config:snapshot:',
   version: (v: number) => `config:snapshot:${v}`,
   /** Set of the versions stored and not yet given an expiry (kept across control-plane restarts). */
   stored: 'config:snapshots',

@@ -85,6 +85,15 @@ for (const [name, make] of backends) {
       assert.ok(Date.now() - started < 1500);
     });
 
+    test('keysWithPrefix lists live keys under a prefix, matched literally', async () => {
+      await store.set('kp:[x]*:1', 'a');
+      await store.set('kp:[x]*:2', 'b');
+      await store.set('kp:other', 'c');
+      await store.set('kp:[x]*:gone', 'd', { ttlMs: 1 });
+      await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual((await store.keysWithPrefix('kp:[x]*:')).sort(), ['kp:[x]*:1', 'kp:[x]*:2']);
+    });
+
     test('ping', async () => {
       assert.equal(await store.ping(), true);
     });

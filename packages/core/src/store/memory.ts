@@ -95,6 +95,9 @@ export class MemoryStore implements SharedStore {
     const s = this.coll(key, () => new Set<string>());
     for (const m of members) s.add(m);
   }
+  async keysWithPrefix(prefix: string) {
+    return [...this.data.keys()].filter((key) => key.startsWith(prefix) && this.live(key) !== undefined);
+  }
   async smembers(key: string) {
     const e = this.live(key);
     return e?.value instanceof Set ? [...e.value] : [];

@@ -63,6 +63,19 @@ export class RedisStore implements SharedStore {
     return this.prefix + key;
   }
 
+  async keysWithPrefix(prefix: string) {
+    // SCAN's MATCH is a glob: the prefixes are matched literally.
+    const match = `${this.k(prefix).replace(/[*?[\]\\]/g, '\\$&')}*`;
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await this.cmd.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+      cursor = next;
+      for (const key of batch) keys.push(key.slice(this.prefix.length));
+    } while (cursor !== '0');
+    return keys;
+  }
+
   async get(key: string) {
     return this.cmd.get(this.k(key));
   }

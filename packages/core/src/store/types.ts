@@ -28,6 +28,8 @@ export interface SharedStore {
   sadd(key: string, ...members: string[]): Promise<void>;
   smembers(key: string): Promise<string[]>;
   srem(key: string, ...members: string[]): Promise<void>;
+  /** Every key starting with `prefix` (a SCAN of the whole keyspace: for rare upkeep only). */
+  keysWithPrefix(prefix: string): Promise<string[]>;
   hset(key: string, field: string, value: string): Promise<void>;
   hgetall(key: string): Promise<Record<string, string>>;
   hdel(key: string, ...fields: string[]): Promise<void>;

@@ -126,9 +126,12 @@ export async function dropCredentialTokens(db: Database, tokens: TokenStore, cre
     select: { id: true, accessTokenHash: true, refreshTokenHash: true, grantId: true },
   });
   const codes: Row[] = await p.oauth2AuthorizationCode.findMany({ where: { credentialId }, select: { codeHash: true } });
-  await p.oauth2Token.deleteMany({ where: { credentialId } });
-  await p.oauth2AuthorizationCode.deleteMany({ where: { credentialId } });
   const CHUNK = 500;
+  // By what was read, not by credential: rows written meanwhile are under the new client_id.
+  for (let i = 0; i < rows.length; i += CHUNK) await p.oauth2Token.deleteMany({ where: { id: { in: rows.slice(i, i + CHUNK).map((r) => r.id) } } });
+  for (let i = 0; i < codes.length; i += CHUNK) {
+    await p.oauth2AuthorizationCode.deleteMany({ where: { codeHash: { in: codes.slice(i, i + CHUNK).map((c) => c.codeHash) } } });
+  }
   for (let i = 0; i < rows.length; i += CHUNK) {
     const chunk = rows.slice(i, i + CHUNK);
     const keys = chunk.flatMap((r) => [KEYS.access(r.accessTokenHash), ...(r.refreshTokenHash ? [KEYS.refresh(r.refreshTokenHash)] : [])]);

@@ -75,9 +75,19 @@ describe('all-in-one: npm start', () => {
     await served('/moved/x', (s) => s === 404, 'deleted route gone');
   });
 
-  test('a restart keeps the configuration (PGlite in the data dir)', async () => {
+  test('SIGTERM to npm alone (as a supervisor sends it) stops the gateway; a restart keeps the configuration (PGlite in the data dir)', async () => {
     assert.equal((await admin('/services/aio/routes', 'POST', { name: 'kept', paths: ['/kept'] })).status, 201);
     await served('/kept', (s) => s === 200, 'route before restart');
+    proc.child.kill('SIGTERM');
+    const groupGone = () => {
+      try {
+        process.kill(-proc.child.pid!, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    await waitFor('npm and the gateway it started gone', async () => groupGone(), 20_000);
     await proc.stop();
     proc = start();
     await waitFor('npm start again', async () => /proxy listening on/.test(proc.output), 90_000, [proc]);

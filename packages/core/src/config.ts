@@ -69,6 +69,29 @@ function bool(value: string | undefined, fallback: boolean, variable: string): b
   throw new ConfigError(`${variable}: expected on or off, got '${value}'`);
 }
 
+/** winston's levels, and Kong's `log_level` names mapped onto them. */
+const LOG_LEVELS: Record<string, string> = {
+  error: 'error',
+  warn: 'warn',
+  info: 'info',
+  http: 'http',
+  verbose: 'verbose',
+  debug: 'debug',
+  silly: 'silly',
+  notice: 'info',
+  crit: 'error',
+  alert: 'error',
+  emerg: 'error',
+};
+
+function logLevel(raw: string | undefined): string {
+  if (raw === undefined || raw === '') return 'info';
+  const level = LOG_LEVELS[raw.trim().toLowerCase()];
+  // An unknown level would make winston drop every line, errors included.
+  if (!level) throw new ConfigError(`GATEHOUSE_LOG_LEVEL: expected one of ${Object.keys(LOG_LEVELS).join(', ')}, got '${raw}'`);
+  return level;
+}
+
 function wholeNumber(env: NodeJS.ProcessEnv, variable: string, fallback: number, min: number, max: number, unit: string): number {
   const raw = env[variable];
   if (raw === undefined || raw === '') return fallback;
@@ -95,7 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatehouseConfi
     trustedIps: (env.GATEHOUSE_TRUSTED_IPS || '').split(',').map((s) => s.trim()).filter(Boolean),
     sendTimeout,
     workers,
-    logLevel: env.GATEHOUSE_LOG_LEVEL || 'info',
+    logLevel: logLevel(env.GATEHOUSE_LOG_LEVEL),
     autoMigrate: bool(env.GATEHOUSE_AUTO_MIGRATE, true, 'GATEHOUSE_AUTO_MIGRATE'),
     nodeId: env.GATEHOUSE_NODE_ID || null,
   };

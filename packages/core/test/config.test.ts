@@ -1,8 +1,9 @@
-// The listen syntax of GATEHOUSE_PROXY_LISTEN / GATEHOUSE_ADMIN_LISTEN (Kong's `addr:port [flags]`,
-// comma-separated) and its errors, which name the variable and the entry at fault.
+// Configuration from the environment: the listen syntax of GATEHOUSE_PROXY_LISTEN / GATEHOUSE_ADMIN_LISTEN (Kong's
+// `addr:port [flags]`, comma-separated), log levels, numbers, and the database location shown; errors name the variable.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConfigError, loadConfig, parseListen } from '../src/config.ts';
+import { redactUrl } from '../src/db/client.ts';
 
 describe('listen addresses', () => {
   test('IPv4, bracketed IPv6 and host names, with the ssl flag; Kong defaults for the proxy', () => {
@@ -34,6 +35,16 @@ describe('listen addresses', () => {
   });
 });
 
+describe('GATEHOUSE_LOG_LEVEL', () => {
+  test("winston's levels in any case, Kong's names mapped onto them; anything else names the variable (it would silence every log)", () => {
+    assert.equal(loadConfig({}).logLevel, 'info');
+    assert.equal(loadConfig({ GATEHOUSE_LOG_LEVEL: 'DEBUG' }).logLevel, 'debug');
+    assert.equal(loadConfig({ GATEHOUSE_LOG_LEVEL: 'notice' }).logLevel, 'info');
+    assert.equal(loadConfig({ GATEHOUSE_LOG_LEVEL: 'crit' }).logLevel, 'error');
+    assert.throws(() => loadConfig({ GATEHOUSE_LOG_LEVEL: 'warning' }), /^ConfigError: GATEHOUSE_LOG_LEVEL: expected one of error, warn, info, .* got 'warning'$/);
+  });
+});
+
 describe('numbers', () => {
   test('GATEHOUSE_WORKERS and GATEHOUSE_SEND_TIMEOUT: defaults, accepted values, and errors naming the variable', () => {
     assert.equal(loadConfig({}).sendTimeout, 60_000);
@@ -42,5 +53,15 @@ describe('numbers', () => {
     assert.throws(() => loadConfig({ GATEHOUSE_SEND_TIMEOUT: '1.5s' }), /^ConfigError: GATEHOUSE_SEND_TIMEOUT: expected milliseconds, a whole number from 1 to 2147483646, got '1.5s'$/);
     assert.throws(() => loadConfig({ GATEHOUSE_SEND_TIMEOUT: '0' }), /GATEHOUSE_SEND_TIMEOUT: .* got '0'$/);
     assert.throws(() => loadConfig({ GATEHOUSE_WORKERS: '0' }), /^ConfigError: GATEHOUSE_WORKERS: expected a whole number from 1 to 256, got '0'$/);
+  });
+});
+
+describe('database location in logs and GET /', () => {
+  test('the password is masked, in the user part and as a URL parameter', () => {
+    assert.equal(
+      redactUrl('postgresql://postgres:pg-Secr3t@127.0.0.1:5432/db?password=qsecret&sslpassword=k&application_name=gh'),
+      'postgresql://postgres:***@127.0.0.1:5432/db?password=***&sslpassword=***&application_name=gh',
+    );
+    assert.equal(redactUrl('not a url'), 'postgres');
   });
 });

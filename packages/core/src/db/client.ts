@@ -35,10 +35,12 @@ export interface DatabaseOptions {
   dataDir: string;
 }
 
-function redactUrl(url: string): string {
+/** The database URL for logs and GET /: its password, in the user part or as a parameter, masked. */
+export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    for (const key of [...u.searchParams.keys()]) if (/pass/i.test(key)) u.searchParams.set(key, '***');
     return u.toString();
   } catch {
     return 'postgres';

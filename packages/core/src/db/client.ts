@@ -1,7 +1,7 @@
 // Opens the configuration database: Postgres through @prisma/adapter-pg when DATABASE_URL is
 // set, otherwise an embedded PGlite under <data dir>/pglite through pglite-prisma-adapter.
 // Both expose the same Prisma client plus a raw SQL runner for migrations.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { PrismaPg } from '@prisma/adapter-pg';
@@ -87,8 +87,15 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 
   const dir = join(options.dataDir, 'pglite');
   mkdirSync(dir, { recursive: true });
-  const lite = new PGlite(dir);
-  await lite.waitReady;
+  const lock = lockEmbedded(join(options.dataDir, 'pglite.lock'), dir);
+  let lite: PGlite;
+  try {
+    lite = new PGlite(dir);
+    await lite.waitReady;
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(lite) });
   const runner = {
     async exec(sql: string) {
@@ -112,6 +119,52 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     async close() {
       await prisma.$disconnect();
       if (!lite.closed) await lite.close();
+      lock.release();
+    },
+  };
+}
+
+/** Whether process `pid` is a running node process (a PID reused by something else is not). */
+function nodeProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('node');
+  } catch {
+    return true; // no /proc to tell: assume it is
+  }
+}
+
+/**
+ * PGlite is one process's database: a second one opening the same directory (a second
+ * `gatehouse start`, `gatehouse migrations` while it runs) can abort or corrupt it. The lock file
+ * holds the owner's PID; one left by a process that died is taken over.
+ */
+function lockEmbedded(file: string, dir: string): { release(): void } {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw err;
+      const owner = Number(readFileSync(file, 'utf8'));
+      if (owner && owner !== process.pid && nodeProcessAlive(owner)) {
+        throw new Error(`the embedded database in ${dir} is in use by process ${owner}: stop that one first, or set DATABASE_URL`);
+      }
+      unlinkSync(file);
+    }
+  }
+  let held = true;
+  return {
+    release() {
+      if (!held) return;
+      held = false;
+      try {
+        if (readFileSync(file, 'utf8') === String(process.pid)) unlinkSync(file);
+      } catch {}
     },
   };
 }

@@ -26,18 +26,26 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): 
     try {
       await fn(...args);
     } catch (err) {
-      // By name: importing MigrationError would load core/db in every command.
-      if (err instanceof ConfigError || (err as Error)?.name === 'MigrationError') fail((err as Error).message);
-      const e = err as NodeJS.ErrnoException;
-      if (process.env.GATEHOUSE_DEBUG) process.stderr.write(`${e?.stack ?? e}\n`);
-      fail(describe(e));
+      failWith(err);
     }
   };
 }
 
+/** Exits with `err` on one line (its stack too with GATEHOUSE_DEBUG, unless it is a configuration error). */
+export function failWith(err: unknown): never {
+  // By name: importing MigrationError would load core/db in every command.
+  if (err instanceof ConfigError || (err as Error)?.name === 'MigrationError') fail((err as Error).message);
+  const e = err as NodeJS.ErrnoException;
+  if (process.env.GATEHOUSE_DEBUG) process.stderr.write(`${e?.stack ?? e}\n`);
+  fail(describe(e));
+}
+
+/** Errors of reaching or logging in to Postgres (network, DNS, and its own codes for a role or database missing or a bad password). */
+const DATABASE_CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', '28000', '28P01', '3D000']);
+
 function describe(err: NodeJS.ErrnoException): string {
   const text = String(err?.message ?? err).split('\n').find((l) => l.trim()) ?? 'failed';
-  if (err?.code === 'ECONNREFUSED' || /ECONNREFUSED|Can't reach database|DatabaseNotReachable/.test(String(err?.message))) {
+  if (DATABASE_CONNECT_CODES.has(String(err?.code)) || /Can't reach database|DatabaseNotReachable/.test(String(err?.message))) {
     return `cannot connect to the database (DATABASE_URL): ${text.trim()}`;
   }
   return text.trim();

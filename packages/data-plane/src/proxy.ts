@@ -6,7 +6,7 @@ import { createServer as createHttpServer, ServerResponse, STATUS_CODES, validat
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { ListenAddress } from '@gatehouse/core/config.ts';
+import { ConfigError, type ListenAddress } from '@gatehouse/core/config.ts';
 import type { ConsumerEntity, PluginEntity, RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
 import type { Logger } from '@gatehouse/core/logger.ts';
 import type { RequestContext } from '@gatehouse/core/plugin-sdk.ts';
@@ -812,9 +812,10 @@ export class ProxyRuntime {
         } else socket.destroy();
       });
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
+        const onError = (err: NodeJS.ErrnoException) => reject(new ConfigError(`GATEHOUSE_PROXY_LISTEN: cannot listen on ${a.host}:${a.port}: ${err.code ?? err.message}`));
+        server.once('error', onError);
         server.listen({ host: a.host, port: a.port }, () => {
-          server.off('error', reject);
+          server.off('error', onError);
           resolve();
         });
       });

@@ -57,4 +57,32 @@ describe('gatehouse data-plane (process)', () => {
       dir.remove();
     }
   });
+
+  test('startup failures are one line naming what to fix: a proxy port taken, a database that cannot be reached', async () => {
+    const dir = tempDir();
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const port = (taken.address() as import('node:net').AddressInfo).port;
+    const deadDb = await getFreePort();
+    try {
+      const dp = spawnSync(process.execPath, [bin, 'data-plane'], {
+        env: { ...baseEnv(), REDIS_URL: 'redis://127.0.0.1:6379', GATEHOUSE_REDIS_PREFIX: `cli-test-${process.pid}:`, GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${port}`, GATEHOUSE_DATA_DIR: dir.path, GATEHOUSE_WORKERS: '1', GATEHOUSE_LOG_LEVEL: 'error' },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(dp.status, 1);
+      assert.equal(dp.stderr, `gatehouse: GATEHOUSE_PROXY_LISTEN: cannot listen on 127.0.0.1:${port}: EADDRINUSE\n`);
+      const start = spawnSync(process.execPath, [bin, 'start'], {
+        env: { ...baseEnv(), DATABASE_URL: `postgresql://postgres@127.0.0.1:${deadDb}/postgres`, GATEHOUSE_DATA_DIR: dir.path, GATEHOUSE_LOG_LEVEL: 'error' },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(start.status, 1);
+      assert.match(start.stderr, /^gatehouse: cannot connect to the database \(DATABASE_URL\): .*ECONNREFUSED.*\n$/);
+    } finally {
+      taken.close();
+      dir.remove();
+    }
+  });
 });

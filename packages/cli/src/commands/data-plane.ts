@@ -2,21 +2,7 @@
 // touches the database. Like every command module, it imports nothing heavy at load time, so
 // the data-plane process never loads the control plane's modules (express, Prisma, pg).
 import type { Command } from 'commander';
-import { ConfigError, loadConfig, type GatehouseConfig } from '@gatehouse/core/config.ts';
-
-function fail(message: string): never {
-  process.stderr.write(`gatehouse: ${message}\n`);
-  process.exit(1);
-}
-
-function readConfig(): GatehouseConfig {
-  try {
-    return loadConfig(process.env);
-  } catch (err) {
-    if (err instanceof ConfigError) fail(err.message);
-    throw err;
-  }
-}
+import { configFromEnv, fail, failWith } from '../util.ts';
 
 /** Where the proxy listens, one line per listener (what operators and the e2e tests read). */
 export function describeListeners(addresses: { host: string; port: number; ssl: boolean }[]): string {
@@ -24,7 +10,7 @@ export function describeListeners(addresses: { host: string; port: number; ssl: 
 }
 
 async function run(): Promise<void> {
-  const config = readConfig();
+  const config = configFromEnv();
   if (!config.redisUrl) {
     fail(
       'REDIS_URL is not set: a data plane receives its configuration from the control plane through Redis ' +
@@ -39,10 +25,7 @@ async function run(): Promise<void> {
   try {
     dp = await runDataPlane({ config });
   } catch (err) {
-    if (err instanceof ConfigError) fail(err.message);
-    const e = err as NodeJS.ErrnoException;
-    if (process.env.GATEHOUSE_DEBUG) process.stderr.write(`${e?.stack ?? e}\n`);
-    fail(e?.code === 'EADDRINUSE' ? `proxy address already in use: ${e.message}` : String(e?.message ?? e));
+    failWith(err);
   }
   process.stdout.write(`gatehouse: data plane ${dp.nodeId} (${dp.workers} worker${dp.workers > 1 ? 's' : ''}) proxy listening on ${describeListeners(dp.addresses)}\n`);
   let stopping = false;

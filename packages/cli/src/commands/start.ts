@@ -4,22 +4,11 @@
 // - REDIS_URL set: the split deployment in one command: the control plane here, the data
 //   plane through Redis (node:cluster workers when GATEHOUSE_WORKERS > 1).
 import type { Command } from 'commander';
-import { ConfigError, loadConfig, type GatehouseConfig } from '@gatehouse/core/config.ts';
+import { configFromEnv, failWith } from '../util.ts';
 import { describeListeners } from './data-plane.ts';
 
-function fail(message: string): never {
-  process.stderr.write(`gatehouse: ${message}\n`);
-  process.exit(1);
-}
-
 async function run(): Promise<void> {
-  let config: GatehouseConfig;
-  try {
-    config = loadConfig(process.env);
-  } catch (err) {
-    if (err instanceof ConfigError) fail(err.message);
-    throw err;
-  }
+  const config = configFromEnv();
   const { createLogger, surviveUnhandledRejections } = await import('@gatehouse/core/logger.ts');
   surviveUnhandledRejections(createLogger({ role: 'gatehouse', level: config.logLevel }));
   const { startControlPlane } = await import('@gatehouse/control-plane');
@@ -55,10 +44,7 @@ async function run(): Promise<void> {
     }
   } catch (err) {
     await closeAll();
-    if (err instanceof ConfigError) fail(err.message);
-    const e = err as NodeJS.ErrnoException;
-    if (process.env.GATEHOUSE_DEBUG) process.stderr.write(`${e?.stack ?? e}\n`);
-    fail(String(e?.message ?? e).split('\n')[0]);
+    failWith(err);
   }
   let stopping = false;
   const stop = (signal: string) => {

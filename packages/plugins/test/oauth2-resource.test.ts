@@ -358,9 +358,13 @@ describe('RFC 7009 revocation and RFC 7662 introspection', () => {
 });
 
 describe('RFC 8414 metadata', () => {
-  test('served at <route path>/.well-known/oauth-authorization-server with the enabled grants', async () => {
+  test('served over HTTPS at <route path>/.well-known/oauth-authorization-server with the enabled grants', async () => {
     await setup({ enable_authorization_code: true, enable_password_grant: false });
-    const res = await dp().call('/api/.well-known/oauth-authorization-server', { https: false });
+    // Over plain HTTP its https:// addresses would name the plain listener's port: refused as the endpoints are.
+    const plain = await dp().call('/api/.well-known/oauth-authorization-server', { https: false });
+    assert.equal(plain.status, 400);
+    assert.deepEqual(plain.json(), { error: 'access_denied', error_description: 'You must use HTTPS' });
+    const res = await dp().call('/api/.well-known/oauth-authorization-server');
     assert.equal(res.status, 200);
     const m = res.json();
     assert.equal(m.issuer, 'https://gateway.test/api');

@@ -698,6 +698,10 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
   // ------------------------------------------------------------------ RFC 8414
 
   function metadata(ctx: RequestContext, config: Oauth2Config) {
+    // Over HTTPS only, as the endpoints it lists: asked over plain HTTP, its https:// addresses
+    // would carry the plain listener's port from the Host header.
+    const https = checkHttps(ctx, config);
+    if (https !== true) return ctx.respond(400, { error: 'access_denied', error_description: https || 'You must use HTTPS' }, NO_STORE);
     const prefix = ctx.path.replace(/\/?\.well-known\/oauth-authorization-server\/?$/, '');
     const host = String(ctx.req.headers.host ?? '127.0.0.1');
     const issuer = `https://${host}${prefix}`;

@@ -115,6 +115,8 @@ class Exchange implements RequestContext, ForwardRequest {
     readonly peer: string,
     /** The port of the listener the request came in on, as sent in X-Forwarded-Port. */
     readonly listenerPort: string,
+    /** The Host header without its port, lower case (Kong's $host), as routed. */
+    readonly host: string,
     readonly path: string,
     readonly rawQuery: string,
     readonly payload: RoutePayload,
@@ -340,7 +342,7 @@ class Exchange implements RequestContext, ForwardRequest {
     const xff = h['x-forwarded-for'];
     out['x-forwarded-for'] = xff ? `${xff}, ${peer}` : peer;
     if (!trusted || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = this.scheme;
-    if (!trusted || out['x-forwarded-host'] === undefined) out['x-forwarded-host'] = this.proxy.hostOf(h.host).toLowerCase();
+    if (!trusted || out['x-forwarded-host'] === undefined) out['x-forwarded-host'] = this.host;
     if (!trusted || out['x-forwarded-port'] === undefined) out['x-forwarded-port'] = this.listenerPort;
     if (!trusted || out['x-forwarded-path'] === undefined) out['x-forwarded-path'] = this.path;
     if ((!trusted || out['x-forwarded-prefix'] === undefined) && stripped !== null && stripped !== '/' && stripped !== '') {
@@ -719,6 +721,7 @@ export class ProxyRuntime {
       trustedPeer,
       peer,
       listenerPort,
+      host,
       path,
       rawQuery,
       payload,

@@ -85,6 +85,12 @@ export function retrieveScope(params: Params, config: Oauth2Config): { scope: st
   return { scope: scopes.length ? scopes.join(' ') : null };
 }
 
+/** Kong's check_https as the error every endpoint answers (null: the request came over HTTPS). */
+function httpsError(ctx: RequestContext, config: Oauth2Config): { error: 'access_denied'; error_description: string } | null {
+  const https = checkHttps(ctx, config);
+  return https === true ? null : { error: 'access_denied', error_description: https || 'You must use HTTPS' };
+}
+
 /** Kong's check_https: true, or false / an error description. */
 function checkHttps(ctx: RequestContext, config: Oauth2Config): true | string | false {
   // The connection's own scheme, as Kong's get_scheme(): ctx.scheme already believes a trusted
@@ -238,9 +244,9 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     let redirectUri: string | null = null;
     let implicit = false;
     const state = params.state;
-    const https = checkHttps(ctx, config);
-    if (https !== true) {
-      response = { error: 'access_denied', error_description: https || 'You must use HTTPS' };
+    const insecure = httpsError(ctx, config);
+    if (insecure) {
+      response = insecure;
     } else if (!provisionOk(params, config)) {
       response = { error: 'invalid_provision_key', error_description: 'Invalid provision_key' };
     } else if (typeof params.authenticated_userid !== 'string' || params.authenticated_userid.trim() === '') {
@@ -343,10 +349,10 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     let headerClientFailure = false;
     let success: Record<string, unknown> | null = null;
     const state = params.state;
-    const https = checkHttps(ctx, config);
-    const misuse = https === true ? clientAuthMisuse(ctx, config, params) : null;
-    if (https !== true) {
-      error = { error: 'access_denied', error_description: https || 'You must use HTTPS' };
+    const insecure = httpsError(ctx, config);
+    const misuse = insecure ? null : clientAuthMisuse(ctx, config, params);
+    if (insecure) {
+      error = insecure;
     } else if (misuse) {
       error = misuse;
     } else {
@@ -618,9 +624,9 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
    * a `token` parameter. Answers the error itself and returns null.
    */
   async function tokenEndpointRequest(ctx: RequestContext, config: Oauth2Config, params: Params, allowPublic: boolean) {
-    const https = checkHttps(ctx, config);
-    if (https !== true) {
-      ctx.respond(400, { error: 'access_denied', error_description: https || 'You must use HTTPS' }, NO_STORE);
+    const insecure = httpsError(ctx, config);
+    if (insecure) {
+      ctx.respond(400, insecure, NO_STORE);
       return null;
     }
     const misuse = clientAuthMisuse(ctx, config, params);
@@ -700,8 +706,8 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
   function metadata(ctx: RequestContext, config: Oauth2Config) {
     // Over HTTPS only, as the endpoints it lists: asked over plain HTTP, its https:// addresses
     // would carry the plain listener's port from the Host header.
-    const https = checkHttps(ctx, config);
-    if (https !== true) return ctx.respond(400, { error: 'access_denied', error_description: https || 'You must use HTTPS' }, NO_STORE);
+    const insecure = httpsError(ctx, config);
+    if (insecure) return ctx.respond(400, insecure, NO_STORE);
     const prefix = ctx.path.replace(/\/?\.well-known\/oauth-authorization-server\/?$/, '');
     const host = String(ctx.req.headers.host ?? '127.0.0.1');
     const issuer = `https://${host}${prefix}`;

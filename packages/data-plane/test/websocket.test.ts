@@ -149,6 +149,20 @@ describe('WebSocket', () => {
   let bigRefusalClosed = 0;
   let flakyAttempts = 0;
 
+  /**
+   * Sends an Upgrade request to `path` and reads nothing of the answer: the upstream connection
+   * (its close time read by `closedAt`) must be dropped, after GATEHOUSE_SEND_TIMEOUT (500 ms here).
+   */
+  async function droppedWhileUnread(path: string, headers: Record<string, string>, closedAt: () => number) {
+    const t0 = Date.now();
+    const r = httpRequest({ host: '127.0.0.1', port, path, agent: false, headers }, (res) => res.pause());
+    r.on('error', () => {});
+    r.end();
+    await waitFor('upstream connection closed', () => closedAt() !== 0);
+    assert.ok(closedAt() - t0 >= 500, `dropped after ${closedAt() - t0} ms`);
+    r.destroy();
+  }
+
   const applier = snapshotApplier(store, () => dp);
   const apply = applier.apply;
 
@@ -458,24 +472,12 @@ describe('WebSocket', () => {
     const svc = service({ host: '127.0.0.1', port: up.port, path: '/base', read_timeout: 2000 });
     await apply({ services: [svc, patient], routes: [route({ paths: ['/open'] }, svc), route({ paths: ['/patient'] }, patient)] });
     bigRefusalClosed = 0;
-    const t0 = Date.now();
-    const r = httpRequest({ host: '127.0.0.1', port, path: '/patient/refuse-big', agent: false, headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' } }, (res) => res.pause());
-    r.on('error', () => {});
-    r.end();
-    await waitFor('upstream connection closed', () => bigRefusalClosed !== 0);
-    assert.ok(bigRefusalClosed - t0 >= 500, `dropped after ${bigRefusalClosed - t0} ms`);
-    r.destroy();
+    await droppedWhileUnread('/patient/refuse-big', { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }, () => bigRefusalClosed);
   });
 
   test('another Upgrade request, answered plainly, to a client that takes nothing: dropped after GATEHOUSE_SEND_TIMEOUT', async () => {
     endlessClosed = 0;
-    const t0 = Date.now();
-    const r = httpRequest({ host: '127.0.0.1', port, path: '/open/endless', agent: false, headers: { connection: 'Upgrade', upgrade: 'h2c' } }, (res) => res.pause());
-    r.on('error', () => {});
-    r.end();
-    await waitFor('upstream connection closed', () => endlessClosed !== 0);
-    assert.ok(endlessClosed - t0 >= 500, `dropped after ${endlessClosed - t0} ms`);
-    r.destroy();
+    await droppedWhileUnread('/open/endless', { connection: 'Upgrade', upgrade: 'h2c' }, () => endlessClosed);
   });
 
   test('an upstream that cannot be reached: 502 with Kong body', async () => {

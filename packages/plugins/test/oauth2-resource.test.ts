@@ -37,7 +37,15 @@ async function setup(config: Record<string, unknown> = {}, extra: { anonymousCon
     assert.equal(res.status, 200, res.body);
     return res.json().access_token as string;
   };
-  return { service, other, route, plugin, consumer, anon, credential, second, content, issue, provisionKey: plugin.config.provision_key as string };
+  /** Access and refresh token from the password grant, for `userid` (with `scope`, if given). */
+  const passwordGrant = async (userid: string, scope?: string) => {
+    const form: Record<string, string> = { grant_type: 'password', client_id: credential.client_id, client_secret: credential.plain_secret, provision_key: plugin.config.provision_key as string, authenticated_userid: userid };
+    if (scope) form.scope = scope;
+    const res = await dp().call('/api/oauth2/token', { form });
+    assert.equal(res.status, 200, res.body);
+    return res.json() as { access_token: string; refresh_token: string };
+  };
+  return { service, other, route, plugin, consumer, anon, credential, second, content, issue, passwordGrant, provisionKey: plugin.config.provision_key as string };
 }
 
 describe('resource requests', () => {
@@ -288,10 +296,7 @@ describe('RFC 7009 revocation and RFC 7662 introspection', () => {
 
   test('revoking a refresh token revokes its grant', async () => {
     const s = await setup();
-    const res = await dp().call('/api/oauth2/token', {
-      form: { grant_type: 'password', client_id: s.credential.client_id, client_secret: s.credential.plain_secret, provision_key: s.provisionKey, authenticated_userid: 'u1' },
-    });
-    const { access_token, refresh_token } = res.json();
+    const { access_token, refresh_token } = await s.passwordGrant('u1');
     const r = await dp().call('/api/oauth2/revoke', { form: { token: refresh_token, client_id: s.credential.client_id, client_secret: s.credential.plain_secret } });
     assert.equal(r.status, 200);
     assert.equal((await dp().call('/api/x', { https: false, headers: { authorization: `Bearer ${access_token}` } })).status, 401);
@@ -301,10 +306,7 @@ describe('RFC 7009 revocation and RFC 7662 introspection', () => {
 
   test('introspection: active with claims for own tokens; {"active":false} for others, unknown and revoked', async () => {
     const s = await setup();
-    const res = await dp().call('/api/oauth2/token', {
-      form: { grant_type: 'password', client_id: s.credential.client_id, client_secret: s.credential.plain_secret, provision_key: s.provisionKey, authenticated_userid: 'u2', scope: 'read' },
-    });
-    const { access_token, refresh_token } = res.json();
+    const { access_token, refresh_token } = await s.passwordGrant('u2', 'read');
     const mine = { client_id: s.credential.client_id, client_secret: s.credential.plain_secret };
     const body = (await dp().call('/api/oauth2/introspect', { form: { token: access_token, ...mine } })).json();
     assert.equal(body.active, true);
@@ -326,10 +328,7 @@ describe('RFC 7009 revocation and RFC 7662 introspection', () => {
 
   test("after the credential's client_id changed: introspection says inactive, the refresh token is refused", async () => {
     const s = await setup();
-    const res = await dp().call('/api/oauth2/token', {
-      form: { grant_type: 'password', client_id: s.credential.client_id, client_secret: s.credential.plain_secret, provision_key: s.provisionKey, authenticated_userid: 'u3' },
-    });
-    const { access_token, refresh_token } = res.json();
+    const { access_token, refresh_token } = await s.passwordGrant('u3');
     const before = await dp().call('/api/oauth2/introspect', { form: { token: access_token, client_id: s.credential.client_id, client_secret: s.credential.plain_secret } });
     assert.equal(before.json().active, true);
     const renamed = { ...s.credential, client_id: `${s.credential.client_id}-renamed` };

@@ -32,3 +32,14 @@ export function surviveUnhandledRejections(logger: Logger): void {
     logger.error('unhandled rejection', { error: String((reason as Error)?.message ?? reason).split('\n')[0], stack: (reason as Error)?.stack });
   });
 }
+
+/**
+ * The last line of defence, not a fix: an exception nothing caught (a bug, whatever a client
+ * sent) is logged as one and the process keeps serving. Ending the process would end every
+ * other request and connection it holds, and a client able to trigger it could repeat it.
+ */
+export function surviveUncaughtExceptions(logger: Logger): void {
+  process.on('uncaughtException', (err) => {
+    logger.error('bug: uncaught exception, still serving', { error: String(err?.message ?? err).split('\n')[0], stack: err?.stack });
+  });
+}

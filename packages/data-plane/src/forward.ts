@@ -569,7 +569,10 @@ export class HttpProxyEngine implements ForwardingEngine {
       clear();
       gate.push(null);
     });
-    req.once('error', (err) => gate.destroy(err));
+    // The client's body broke off (it left, or sent a malformed chunk): the gate closes without
+    // an error, since nothing listens for one on it; the client's response closing drops the
+    // upstream request (onClientResponseClose).
+    req.once('error', () => gate.destroy());
     proxyReq.once('close', clear);
     req.resume();
   }

@@ -2,7 +2,7 @@
 // snapshots its primary sends. Its own Redis connection is only for the plugins' live state,
 // opened when a plugin first uses it: workers whose routes need no Redis add no connections.
 import { loadConfig } from '@gatehouse/core/config.ts';
-import { createLogger, surviveUnhandledRejections } from '@gatehouse/core/logger.ts';
+import { createLogger, surviveUncaughtExceptions, surviveUnhandledRejections } from '@gatehouse/core/logger.ts';
 import type { DataPlaneServices } from '@gatehouse/core/plugin-sdk.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
 import { loadTlsCredentials } from '@gatehouse/core/tls.ts';
@@ -19,7 +19,7 @@ const store = new RedisStore({ url: config.redisUrl!, prefix: config.redisPrefix
 const nodeId = resolveNodeId(config);
 const services: DataPlaneServices = { config, store, logger, nodeId };
 const runtime = new PluginRuntime(await defaultPlugins(), services);
-const proxy = new ProxyRuntime({ logger, plugins: runtime, trustedIps: config.trustedIps, sendTimeout: config.sendTimeout, waitingFor: describeStore(config, store) });
+const proxy = new ProxyRuntime({ logger, plugins: runtime, trustedIps: config.trustedIps, sendTimeout: config.sendTimeout, clientHeaderTimeout: config.clientHeaderTimeout, clientRequestTimeout: config.clientRequestTimeout, waitingFor: describeStore(config, store) });
 const send = (msg: WorkerMessage) => process.send?.(msg);
 
 let firstAnswer: () => void;
@@ -58,3 +58,5 @@ await Promise.race([answered, new Promise((r) => setTimeout(r, 10_000).unref())]
 const tls = config.proxyListen.some((a) => a.ssl) ? await loadTlsCredentials(config) : null;
 const addresses = await proxy.listen(config.proxyListen, tls);
 send({ type: 'ready', addresses });
+// Once serving: a worker that cannot start still exits, and the primary sees it.
+surviveUncaughtExceptions(logger);

@@ -13,8 +13,10 @@ export function register(program: Command): void {
         const { startControlPlane } = await import('@gatehouse/control-plane');
         const cp = await startControlPlane({ config });
         // A stray rejection in a background job is reported, not fatal: the admin API stays up.
-        const { createLogger, surviveUnhandledRejections } = await import('@gatehouse/core/logger.ts');
-        surviveUnhandledRejections(createLogger({ role: 'control-plane', level: config.logLevel }));
+        const { createLogger, surviveUncaughtExceptions, surviveUnhandledRejections } = await import('@gatehouse/core/logger.ts');
+        const processLogger = createLogger({ role: 'control-plane', level: config.logLevel });
+        surviveUnhandledRejections(processLogger);
+        surviveUncaughtExceptions(processLogger);
         let stopping = false;
         const stop = (signal: string) => {
           if (stopping) return;

@@ -18,8 +18,9 @@ async function run(): Promise<void> {
         'To run the control plane and the proxy together without Redis, use `gatehouse start`.',
     );
   }
-  const { createLogger, surviveUnhandledRejections } = await import('@gatehouse/core/logger.ts');
-  surviveUnhandledRejections(createLogger({ role: 'data-plane', level: config.logLevel }));
+  const { createLogger, surviveUncaughtExceptions, surviveUnhandledRejections } = await import('@gatehouse/core/logger.ts');
+  const processLogger = createLogger({ role: 'data-plane', level: config.logLevel });
+  surviveUnhandledRejections(processLogger);
   const { runDataPlane } = await import('@gatehouse/data-plane/cluster.ts');
   let dp: Awaited<ReturnType<typeof runDataPlane>>;
   try {
@@ -28,6 +29,8 @@ async function run(): Promise<void> {
     failWith(err);
   }
   process.stdout.write(`gatehouse: data plane ${dp.nodeId} (${dp.workers} worker${dp.workers > 1 ? 's' : ''}) proxy listening on ${describeListeners(dp.addresses)}\n`);
+  // Once serving: a failure while starting still ends the process with its message.
+  surviveUncaughtExceptions(processLogger);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

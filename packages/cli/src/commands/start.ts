@@ -9,8 +9,9 @@ import { describeListeners } from './data-plane.ts';
 
 async function run(): Promise<void> {
   const config = configFromEnv();
-  const { createLogger, surviveUnhandledRejections } = await import('@gatehouse/core/logger.ts');
-  surviveUnhandledRejections(createLogger({ role: 'gatehouse', level: config.logLevel }));
+  const { createLogger, surviveUncaughtExceptions, surviveUnhandledRejections } = await import('@gatehouse/core/logger.ts');
+  const processLogger = createLogger({ role: 'gatehouse', level: config.logLevel });
+  surviveUnhandledRejections(processLogger);
   const { startControlPlane } = await import('@gatehouse/control-plane');
   const { MemoryStore } = await import('@gatehouse/core/store/memory.ts');
   const { startDataPlane, runDataPlane } = await import('@gatehouse/data-plane');
@@ -46,6 +47,8 @@ async function run(): Promise<void> {
     await closeAll();
     failWith(err);
   }
+  // Once serving: a failure while starting still ends the process with its message.
+  surviveUncaughtExceptions(processLogger);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -22,6 +22,10 @@ export interface GatehouseConfig {
   trustedIps: string[];
   /** nginx's send_timeout (ms): how long a client may read nothing of a response the upstream is waiting to send. */
   sendTimeout: number;
+  /** nginx's client_header_timeout (ms): how long a client may take to send a request's head. */
+  clientHeaderTimeout: number;
+  /** How long a client may take to send a whole request, head and body (ms; 0: no limit). */
+  clientRequestTimeout: number;
   workers: number;
   logLevel: string;
   autoMigrate: boolean;
@@ -105,6 +109,11 @@ function wholeNumber(env: NodeJS.ProcessEnv, variable: string, fallback: number,
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatehouseConfig {
   const workers = wholeNumber(env, 'GATEHOUSE_WORKERS', cpus().length || 1, 1, 256, '');
   const sendTimeout = wholeNumber(env, 'GATEHOUSE_SEND_TIMEOUT', 60_000, 1, 2 ** 31 - 2, 'milliseconds, ');
+  const clientHeaderTimeout = wholeNumber(env, 'GATEHOUSE_CLIENT_HEADER_TIMEOUT', 60_000, 1, 2 ** 31 - 2, 'milliseconds, ');
+  const clientRequestTimeout = wholeNumber(env, 'GATEHOUSE_CLIENT_REQUEST_TIMEOUT', 300_000, 0, 2 ** 31 - 2, 'milliseconds, ');
+  if (clientRequestTimeout !== 0 && clientRequestTimeout < clientHeaderTimeout) {
+    throw new ConfigError(`GATEHOUSE_CLIENT_REQUEST_TIMEOUT (${clientRequestTimeout}) must be 0 or at least GATEHOUSE_CLIENT_HEADER_TIMEOUT (${clientHeaderTimeout}): the head is part of the request`);
+  }
   return {
     databaseUrl: env.DATABASE_URL || null,
     redisUrl: env.REDIS_URL || null,
@@ -117,6 +126,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatehouseConfi
     sslCertKey: env.GATEHOUSE_SSL_CERT_KEY || null,
     trustedIps: (env.GATEHOUSE_TRUSTED_IPS || '').split(',').map((s) => s.trim()).filter(Boolean),
     sendTimeout,
+    clientHeaderTimeout,
+    clientRequestTimeout,
     workers,
     logLevel: logLevel(env.GATEHOUSE_LOG_LEVEL),
     autoMigrate: bool(env.GATEHOUSE_AUTO_MIGRATE, true, 'GATEHOUSE_AUTO_MIGRATE'),

@@ -56,6 +56,23 @@ describe('numbers', () => {
   });
 });
 
+describe('client timeouts', () => {
+  test('GATEHOUSE_CLIENT_HEADER_TIMEOUT and GATEHOUSE_CLIENT_REQUEST_TIMEOUT: defaults, 0 for no request limit, and a request limit shorter than the head’s refused', () => {
+    assert.equal(loadConfig({}).clientHeaderTimeout, 60_000);
+    assert.equal(loadConfig({}).clientRequestTimeout, 300_000);
+    assert.equal(loadConfig({ GATEHOUSE_CLIENT_REQUEST_TIMEOUT: '0' }).clientRequestTimeout, 0);
+    assert.deepEqual(
+      (({ clientHeaderTimeout, clientRequestTimeout }) => ({ clientHeaderTimeout, clientRequestTimeout }))(loadConfig({ GATEHOUSE_CLIENT_HEADER_TIMEOUT: '1000', GATEHOUSE_CLIENT_REQUEST_TIMEOUT: '2000' })),
+      { clientHeaderTimeout: 1000, clientRequestTimeout: 2000 },
+    );
+    assert.throws(() => loadConfig({ GATEHOUSE_CLIENT_HEADER_TIMEOUT: '0' }), /^ConfigError: GATEHOUSE_CLIENT_HEADER_TIMEOUT: expected milliseconds, a whole number from 1 to 2147483646, got '0'$/);
+    assert.throws(
+      () => loadConfig({ GATEHOUSE_CLIENT_HEADER_TIMEOUT: '5000', GATEHOUSE_CLIENT_REQUEST_TIMEOUT: '1000' }),
+      /^ConfigError: GATEHOUSE_CLIENT_REQUEST_TIMEOUT \(1000\) must be 0 or at least GATEHOUSE_CLIENT_HEADER_TIMEOUT \(5000\)/,
+    );
+  });
+});
+
 describe('database location in logs and GET /', () => {
   test('the password is masked, in the user part and as a URL parameter', () => {
     assert.equal(

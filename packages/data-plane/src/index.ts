@@ -86,7 +86,7 @@ export async function startDataPlane(options: StartDataPlaneOptions): Promise<Da
       await proxy.apply(snapshot);
     },
   });
-  const proxy = new ProxyRuntime({ logger, plugins: runtime, trustedIps: config.trustedIps, sendTimeout: config.sendTimeout, waitingFor: sync.waitingFor, engine: options.engine });
+  const proxy = new ProxyRuntime({ logger, plugins: runtime, trustedIps: config.trustedIps, sendTimeout: config.sendTimeout, clientHeaderTimeout: config.clientHeaderTimeout, clientRequestTimeout: config.clientRequestTimeout, waitingFor: sync.waitingFor, engine: options.engine });
   let addresses: DataPlane['addresses'] = [];
   try {
     await sync.loadDiskCache();

@@ -2,7 +2,7 @@
 // each snapshot, the plugin pipeline (access → upstream → response → log) and Kong's proxy
 // errors. Nothing here touches express, Prisma or pg.
 import { randomBytes } from 'node:crypto';
-import { createServer as createHttpServer, ServerResponse, STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpServer, ServerResponse, type ServerOptions, STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -18,6 +18,7 @@ import { resolveEntry, type ChainEntry, type PluginRuntime } from './plugins.ts'
 import { normalizePath } from '@gatehouse/core/uri.ts';
 import { upstreamPathV0, upstreamPathV1 } from './router.ts';
 import { TrustedIps } from './trusted-ips.ts';
+import { onClientError } from './client-errors.ts';
 
 export const MAX_BUFFERED_BODY = 8 * 1024 * 1024;
 
@@ -566,6 +567,10 @@ export interface ProxyRuntimeOptions {
   trustedIps: string[];
   /** For the default engine: see HttpProxyEngineOptions. */
   sendTimeout?: number;
+  /** nginx's client_header_timeout (ms): the longest a client may take to send a request's head. Default 60 s. */
+  clientHeaderTimeout?: number;
+  /** The longest a client may take to send a whole request, head and body (ms; 0: no limit). Default 300 s. */
+  clientRequestTimeout?: number;
   /** Shown in the 503 while no configuration is loaded, e.g. `Redis at redis://host:6379`. */
   waitingFor: string;
   engine?: ForwardingEngine;
@@ -583,6 +588,7 @@ export class ProxyRuntime {
   /** Connections handed over by 'upgrade' events, open until closed (see close()). */
   private readonly upgraded = new Set<Socket>();
   private applying: Promise<unknown> = Promise.resolve();
+  private readonly serverOptions: ServerOptions;
 
   constructor(options: ProxyRuntimeOptions) {
     this.logger = options.logger;
@@ -590,6 +596,13 @@ export class ProxyRuntime {
     this.engine = options.engine ?? new HttpProxyEngine({ sendTimeout: options.sendTimeout });
     this.trusted = new TrustedIps(options.trustedIps);
     this.noConfigBody = jsonBody(`no configuration loaded yet: waiting for the control plane (${options.waitingFor})`);
+    this.serverOptions = {
+      headersTimeout: options.clientHeaderTimeout ?? 60_000,
+      requestTimeout: options.clientRequestTimeout ?? 300_000,
+      // How often Node looks for requests past those timeouts (its default, 30 s, let a 60 s
+      // header timeout fire at 83 s).
+      connectionsCheckingInterval: 1000,
+    };
   }
 
   get config(): CompiledConfig | null {
@@ -800,20 +813,15 @@ export class ProxyRuntime {
       let server: Server;
       // Known once listening (port 0 picks one); no request arrives before.
       let portText = '';
+      const options = this.serverOptions;
       if (a.ssl) {
         if (!tls) throw new Error('an ssl proxy listener needs a certificate');
-        server = createHttpsServer({ cert: tls.cert, key: tls.key }, (req, res) => this.handle(req, res, true, portText, null)) as unknown as Server;
-      } else server = createHttpServer((req, res) => this.handle(req, res, false, portText, null));
+        server = createHttpsServer({ ...options, cert: tls.cert, key: tls.key }, (req, res) => this.handle(req, res, true, portText, null)) as unknown as Server;
+      } else server = createHttpServer(options, (req, res) => this.handle(req, res, false, portText, null));
       const ssl = a.ssl;
       server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.upgrade(req, socket, head, ssl, portText));
       server.keepAliveTimeout = 60_000;
-      server.headersTimeout = 65_000;
-      server.requestTimeout = 0;
-      server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-        if (socket.writable && !socket.destroyed && err.code !== 'ECONNRESET') {
-          socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-        } else socket.destroy();
-      });
+      server.on('clientError', onClientError);
       await new Promise<void>((resolve, reject) => {
         const onError = (err: NodeJS.ErrnoException) => reject(new ConfigError(`GATEHOUSE_PROXY_LISTEN: cannot listen on ${a.host}:${a.port}: ${err.code ?? err.message}`));
         server.once('error', onError);

@@ -53,6 +53,7 @@ const BODY_503_DNS = jsonBody('name resolution failed');
 const BODY_504 = jsonBody('The upstream server is timing out');
 const BODY_413 = jsonBody('Request size limit exceeded');
 const BODY_400 = jsonBody('Bad request');
+const BODY_405 = jsonBody('Method not allowed');
 
 function sendRaw(res: ServerResponse, status: number, body: Buffer, requestId: string | null, extra?: Record<string, string>) {
   if (res.headersSent || res.destroyed) {
@@ -250,6 +251,11 @@ class Exchange implements RequestContext, ForwardRequest {
   /** Kong: a handler error is a 500 to the client and an error log line with the request id. */
   pluginError(entry: ChainEntry, phase: string, err: unknown) {
     if (err instanceof PayloadTooLarge) return this.fail(413, BODY_413);
+    // The client left while a plugin read its body: an ordinary event, not the plugin's failure.
+    if (this.req.errored !== null && err === this.req.errored) {
+      this.proxy.logger.info('client closed the connection during a plugin', { request_id: this.requestId, plugin: entry.name, phase });
+      return this.fail(400, BODY_400);
+    }
     this.proxy.logger.error('plugin handler failed', {
       request_id: this.requestId,
       plugin: entry.name,
@@ -321,13 +327,14 @@ class Exchange implements RequestContext, ForwardRequest {
       h.upgrade !== undefined ||
       h.expect !== undefined ||
       h.trailer !== undefined ||
-      (!trusted && h['x-forwarded-prefix'] !== undefined) ||
+      (!trusted && (h['x-forwarded-prefix'] !== undefined || h.forwarded !== undefined)) ||
       (buffered && h['transfer-encoding'] !== undefined)
     ) {
       out = {};
       for (const k in h) {
         if (HOP_BY_HOP_SET.has(k)) continue;
-        if (k === 'x-forwarded-prefix' && !trusted) continue;
+        // RFC 7239's Forwarded says what X-Forwarded-* say: believed from trusted peers only.
+        if ((k === 'x-forwarded-prefix' || k === 'forwarded') && !trusted) continue;
         if (k === 'transfer-encoding' && buffered) continue;
         out[k] = h[k];
       }
@@ -656,6 +663,8 @@ export class ProxyRuntime {
     const incomingId = req.headers['x-request-id'];
     const requestId = typeof incomingId === 'string' && REQUEST_ID_OK.test(incomingId) ? incomingId : nextRequestId();
     if (cfg === null) return sendRaw(res, 503, this.noConfigBody, requestId);
+    // TRACE would echo the request, credentials included, back to a script (cross-site tracing); nginx refuses it too.
+    if (req.method === 'TRACE') return sendRaw(res, 405, BODY_405, requestId);
     let url = req.url ?? '/';
     if (url.charCodeAt(0) !== 47 /* / */) {
       // absolute-form (http://host/path) or '*'

@@ -66,7 +66,7 @@ describe('hostile clients against a data-plane process', () => {
     const svc = serviceEntity({ host: '127.0.0.1', port: up.port, retries: 0 });
     const oauthRoute = routeEntity({ paths: ['/secured'] }, svc);
     const consumer = consumerEntity('app');
-    const credential = await makeCredential(consumer);
+    const { plain_secret: _secret, ...credential } = await makeCredential(consumer);
     await publishSnapshot(
       store,
       buildSnapshot(1, {

@@ -7,6 +7,7 @@
 import type { DataPlaneServices, PluginDefinition, PluginHandler } from '@gatehouse/core/plugin-sdk.ts';
 import type { PluginEntity } from '@gatehouse/core/entities.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
+import { settleWithin } from '@gatehouse/core/wait.ts';
 
 export interface AppliedPlugin {
   entity: PluginEntity;
@@ -31,6 +32,9 @@ export interface PluginChain {
   response: ChainEntry[];
   log: ChainEntry[];
 }
+
+/** How long shutdown waits for one plugin's close (which may be waiting for Redis). */
+const PLUGIN_CLOSE_WAIT_MS = 2000;
 
 export const EMPTY_CHAIN: PluginChain = Object.freeze({ access: [], response: [], log: [] }) as PluginChain;
 
@@ -90,7 +94,7 @@ export class PluginRuntime {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.loaded.values()].map((h) => h.close?.().catch(() => {})));
+    await Promise.all([...this.loaded.values()].map((h) => settleWithin(h.close?.(), PLUGIN_CLOSE_WAIT_MS)));
   }
 
   /** Builds a function giving each route's chain, sharing chains between routes with equal inputs. */

@@ -2,6 +2,7 @@
 // a queued command fails after one reconnect attempt or commandTimeout, so a data plane answers
 // from its caches instead of hanging), a subscriber, and one for blocking stream reads.
 import { Redis, type RedisOptions } from 'ioredis';
+import { settleWithin } from '../wait.ts';
 import type { SetOptions, SharedStore, StreamEntry } from './types.ts';
 
 export interface RedisStoreOptions {
@@ -12,6 +13,9 @@ export interface RedisStoreOptions {
   /** Connect on the first command instead of at once (a process that may never need Redis). */
   lazy?: boolean;
 }
+
+/** How long an unsubscribe or a QUIT may wait for Redis to answer before the connection is dropped. */
+const CLOSE_WAIT_MS = 1000;
 
 const toEntries = (raw: [string, string[]][] | null | undefined): StreamEntry[] =>
   (raw ?? []).map(([id, flat]) => {
@@ -155,7 +159,8 @@ export class RedisStore implements SharedStore {
       set!.delete(handler);
       if (set!.size === 0) {
         this.handlers.delete(full);
-        await sub.unsubscribe(full).catch(() => {});
+        // Queued until Redis is back if the subscriber is reconnecting; sent then, or dropped by close().
+        await settleWithin(sub.unsubscribe(full), CLOSE_WAIT_MS);
       }
     };
   }
@@ -206,8 +211,12 @@ export class RedisStore implements SharedStore {
       [this.cmd, this.sub, this.blocking]
         .filter((c): c is Redis => c !== null)
         // QUIT on a connection that is not up would be queued until Redis comes back (forever
-        // on the subscriber, which retries without limit): just drop those.
-        .map((c) => (c.status === 'ready' ? c.quit().catch(() => c.disconnect()) : Promise.resolve(c.disconnect()))),
+        // on the subscriber, which retries without limit): just drop those. One that looks up
+        // may be half-dead (no answer ever comes): its QUIT gets CLOSE_WAIT_MS.
+        .map(async (c) => {
+          if (c.status === 'ready') await settleWithin(c.quit(), CLOSE_WAIT_MS);
+          c.disconnect();
+        }),
     );
   }
 }

@@ -19,6 +19,7 @@ import { LRUCache } from 'lru-cache';
 import { newId, randomAlnum, sha256Hex } from '@gatehouse/core/crypto.ts';
 import type { Logger } from '@gatehouse/core/logger.ts';
 import type { SharedStore } from '@gatehouse/core/store/types.ts';
+import { settleWithin } from '@gatehouse/core/wait.ts';
 
 export const KEYS = {
   access: (h: string) => `oauth2:at:${h}`,
@@ -37,6 +38,8 @@ export const KEYS = {
 export const CODE_TTL_S = 300;
 /** Used-code markers outlive the code so a replay within the window is recognised. */
 export const USED_CODE_TTL_S = CODE_TTL_S + 600;
+/** How long close() waits for the revocation unsubscribe (a reconnecting subscriber queues it). */
+const UNSUBSCRIBE_WAIT_MS = 1000;
 /** Bound for markers whose natural lifetime is "forever" (refresh_token_ttl = 0). */
 const MAX_MARKER_TTL_S = 30 * 86400;
 
@@ -246,7 +249,7 @@ export class TokenStore {
   async close() {
     this.closed = true;
     this.offResubscribe?.();
-    await this.unsubscribe?.();
+    await settleWithin(this.unsubscribe?.(), UNSUBSCRIBE_WAIT_MS);
   }
 
   // ------------------------------------------------------------------ events

@@ -498,6 +498,19 @@ export function pluginsEntity(getPlugin: (name: string) => PluginDefinition | un
         : z.record(z.string(), z.unknown()).nullable().optional(),
     }) as unknown as z.ZodType<Row>;
   };
+  const toEntity = (r: Row): Row => ({
+    id: r.id,
+    name: r.name,
+    instance_name: r.instanceName,
+    config: orderConfig(r.config, getPlugin(r.name)),
+    protocols: r.protocols,
+    enabled: r.enabled,
+    tags: nullIfEmpty(r.tags),
+    service: r.serviceId ? { id: r.serviceId } : null,
+    route: r.routeId ? { id: r.routeId } : null,
+    consumer: r.consumerId ? { id: r.consumerId } : null,
+    ...timestamps(r),
+  });
   return {
     name: 'plugins',
     path: 'plugins',
@@ -548,18 +561,11 @@ export function pluginsEntity(getPlugin: (name: string) => PluginDefinition | un
         consumerId: v.consumerId,
       };
     },
-    toEntity: (r) => ({
-      id: r.id,
-      name: r.name,
-      instance_name: r.instanceName,
-      config: orderConfig(r.config, getPlugin(r.name)),
-      protocols: r.protocols,
-      enabled: r.enabled,
-      tags: nullIfEmpty(r.tags),
-      service: r.serviceId ? { id: r.serviceId } : null,
-      route: r.routeId ? { id: r.routeId } : null,
-      consumer: r.consumerId ? { id: r.consumerId } : null,
-      ...timestamps(r),
-    }),
+    toEntity,
+    toSnapshot(r) {
+      const entity = toEntity(r);
+      const plugin = getPlugin(r.name);
+      return plugin?.snapshotConfig && entity.config ? { ...entity, config: plugin.snapshotConfig(entity.config) } : entity;
+    },
   };
 }

@@ -23,7 +23,7 @@ export interface PublisherOptions {
   db: Database;
   store: SharedStore;
   logger: Logger;
-  /** toEntity of the core entities, so snapshots carry exactly what the admin API shows. */
+  /** The core entities: snapshots carry what the admin API shows (toEntity), secrets hashed (toSnapshot). */
   entities: { services: EntityDefinition; routes: EntityDefinition; consumers: EntityDefinition; plugins: EntityDefinition };
   /** Plugins' control-plane parts contributing `credentials`. */
   parts: ControlPlanePart[];
@@ -39,6 +39,8 @@ export interface PublisherOptions {
 }
 
 const EXPIRE_OLD_MS = 60_000;
+
+const forSnapshot = (entity: EntityDefinition) => entity.toSnapshot ?? entity.toEntity;
 
 export function parsePointer(raw: string | null): SnapshotPointer | null {
   if (!raw) return null;
@@ -246,10 +248,10 @@ export class SnapshotPublisher {
       const credentials: Record<string, unknown[]> = {};
       for (const c of contributions) Object.assign(credentials, c);
       const content: SnapshotContent = {
-        services: services.map(entities.services.toEntity),
-        routes: routes.map(entities.routes.toEntity),
-        consumers: consumers.map(entities.consumers.toEntity),
-        plugins: plugins.map(entities.plugins.toEntity),
+        services: services.map(forSnapshot(entities.services)),
+        routes: routes.map(forSnapshot(entities.routes)),
+        consumers: consumers.map(forSnapshot(entities.consumers)),
+        plugins: plugins.map(forSnapshot(entities.plugins)),
         credentials,
       } as SnapshotContent;
       return { version: core.version, content };

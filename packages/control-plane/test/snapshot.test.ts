@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import request from 'supertest';
-import { DATA_PLANE_TTL_S, RedisStore, SNAPSHOT_KEYS, hashContent, type DataPlaneHeartbeat, type Snapshot } from '@gatehouse/core';
+import { DATA_PLANE_TTL_S, RedisStore, SNAPSHOT_KEYS, hashContent, sha256Hex, type DataPlaneHeartbeat, type Snapshot } from '@gatehouse/core';
 import { TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
 import { openTestApp, type TestApp } from './helpers.ts';
 import { bumpVersion } from '../src/engine.ts';
@@ -71,11 +71,13 @@ test('a write bumps the version and publishes a complete, self-contained snapsho
   const { version, hash, created_at, ...content } = snap;
   assert.equal(hashContent(content), hash, 'hash of the content');
   assert.ok(created_at > 0);
-  // Entities exactly as the admin API shows them; disabled plugins included.
+  // Entities exactly as the admin API shows them, but for the oauth2 provision_key, which only
+  // the admin sees (the data planes get its hash); disabled plugins included.
   assert.deepEqual(snap.services, [(await api.get(`/services/${svc.id}`)).body]);
   assert.deepEqual(snap.routes, [route]);
   assert.deepEqual(snap.consumers, [consumer]);
-  assert.deepEqual(snap.plugins, [(await api.get(`/plugins/${plugin.id}`)).body]);
+  const shown = (await api.get(`/plugins/${plugin.id}`)).body;
+  assert.deepEqual(snap.plugins, [{ ...shown, config: { ...shown.config, provision_key: `$sha256$${sha256Hex(shown.config.provision_key)}` } }]);
   assert.equal(snap.plugins[0].enabled, false);
   assert.deepEqual(snap.credentials, {});
   await until('announcement', async () => announcements.some((a) => a.version === p!.version && a.hash === p!.hash));

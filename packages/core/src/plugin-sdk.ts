@@ -30,6 +30,12 @@ export interface PluginDefinition<Config = any> {
    * already stored on update. Runs on the control plane only.
    */
   completeConfig?(config: Config, previous: Config | null): Config;
+  /**
+   * The config as the data planes receive it in snapshots, when it differs from what the admin
+   * API shows (e.g. a secret replaced by its hash). The result must still pass `configSchema`:
+   * data planes validate with it. Runs on the control plane only.
+   */
+  snapshotConfig?(config: Config): Config;
   dataPlane?: () => Promise<{ default: DataPlaneFactory<Config> }>;
   controlPlane?: () => Promise<{ default: ControlPlaneFactory }>;
 }
@@ -166,6 +172,8 @@ export interface EntityDefinition {
   toRow(input: Row, existing: Row | null, context?: WriteContext): Promise<Row> | Row;
   /** Prisma row → admin API JSON, every field present (null when unset). */
   toEntity(row: Row): Row;
+  /** The entity as config snapshots carry it, when it differs from toEntity (secrets hashed). */
+  toSnapshot?(row: Row): Row;
   /**
    * The JSON returned by the write that created or changed the row; may reveal generated
    * plaintext once (e.g. a token). Defaults to toEntity.

@@ -2,13 +2,14 @@
 // data planes sharing only Redis. Admin entities, stream → Postgres, revocation propagation
 // (p99 over 50 revocations), issuance with the control plane down, restore after Redis loses keys.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '@gatehouse/core/config.ts';
 import { sha256Hex } from '@gatehouse/core/crypto.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
 import { createTestDatabase, tempDir, testRedisPrefix, TEST_REDIS_URL, type TestDatabase } from '@gatehouse/core/testing.ts';
 import { startControlPlane, type ControlPlane } from '@gatehouse/control-plane';
-import { startDataPlane } from '@gatehouse/data-plane';
+import { cacheFile, startDataPlane } from '@gatehouse/data-plane';
 import type { Oauth2DataPlaneHandler } from '../src/oauth2/handler.ts';
 import { SNAPSHOT_KEYS } from '@gatehouse/core/snapshot.ts';
 import { KEYS } from '../src/oauth2/tokens.ts';
@@ -20,6 +21,7 @@ let cp: ControlPlane;
 let admin: string;
 let upstream: Upstream;
 const dps: TestDataPlane[] = [];
+const dpDataDirs: string[] = [];
 const dirs: { remove(): void }[] = [];
 let probe: RedisStore;
 
@@ -74,6 +76,7 @@ before(async () => {
   for (let i = 0; i < 2; i++) {
     const dir = tempDir('gatehouse-dp-');
     dirs.push(dir);
+    dpDataDirs.push(dir.path);
     const config = loadConfig({
       REDIS_URL: TEST_REDIS_URL,
       GATEHOUSE_REDIS_PREFIX: prefix,
@@ -330,6 +333,40 @@ describe('across the split', () => {
     assert.equal(t.status, 200, t.body);
     const up = await use(dps[0], t.json().access_token);
     assert.equal(up.json().headers['x-authenticated-userid'], 'clark');
+  });
+
+  test('the provision_key reaches the data planes as its SHA-256 only (Redis, disk cache); the admin API shows it; its flows work', async () => {
+    const plugin = (await api('GET', '/services/stepon/plugins')).body.data.find((p: { name: string }) => p.name === 'oauth2');
+    assert.equal(plugin.config.provision_key, provisionKey, 'shown to the admin');
+    const pointer = JSON.parse((await probe.get(SNAPSHOT_KEYS.latest))!);
+    const snapshot = (await probe.get(SNAPSHOT_KEYS.version(pointer.version)))!;
+    assert.ok(!snapshot.includes(provisionKey), 'no plaintext in the snapshot in Redis');
+    const published = JSON.parse(snapshot).plugins.find((p: { id: string }) => p.id === plugin.id);
+    assert.equal(published.config.provision_key, `$sha256$${sha256Hex(provisionKey)}`);
+    for (const dir of dpDataDirs) {
+      const cached = await waitFor('disk cache of the latest snapshot', async () => {
+        const text = readFileSync(cacheFile(dir), 'utf8');
+        return JSON.parse(text).version === pointer.version ? text : null;
+      });
+      assert.ok(!cached.includes(provisionKey), 'no plaintext in the disk cache');
+    }
+
+    const client = { client_id: credential.client_id, client_secret: credential.client_secret };
+    const password = await dps[0].call('/api/oauth2/token', { form: { grant_type: 'password', provision_key: provisionKey, authenticated_userid: 'lois', ...client } });
+    assert.equal(password.status, 200, password.body);
+    const wrongKey = await dps[0].call('/api/oauth2/token', { form: { grant_type: 'password', provision_key: `${provisionKey}x`, authenticated_userid: 'lois', ...client } });
+    assert.deepEqual(wrongKey.json(), { error: 'invalid_provision_key', error_description: 'Invalid provision_key' });
+    // The hash itself is no key.
+    const hashAsKey = await dps[1].call('/api/oauth2/authorize', {
+      form: { provision_key: published.config.provision_key, authenticated_userid: 'lois', client_id: credential.client_id, response_type: 'code' },
+    });
+    assert.equal(hashAsKey.json().error, 'invalid_provision_key');
+    const authorized = await dps[1].call('/api/oauth2/authorize', { form: { provision_key: provisionKey, authenticated_userid: 'lois', client_id: credential.client_id, response_type: 'code' } });
+    assert.equal(authorized.status, 200, authorized.body);
+    const code = new URL(authorized.json().redirect_uri).searchParams.get('code')!;
+    const redeemed = await dps[0].call('/api/oauth2/token', { form: { grant_type: 'authorization_code', code, ...client } });
+    assert.equal(redeemed.status, 200, redeemed.body);
+    assert.equal((await use(dps[1], redeemed.json().access_token)).json().headers['x-authenticated-userid'], 'lois');
   });
 
   test('one code redeemed concurrently on both data planes: exactly one success', async () => {

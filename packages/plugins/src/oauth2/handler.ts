@@ -8,6 +8,7 @@ import type { ConsumerEntity, PluginEntity } from '@gatehouse/core/entities.ts';
 import type { DataPlaneServices, PluginHandler, RequestContext } from '@gatehouse/core/plugin-sdk.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
 import { isStoreUnavailable } from '@gatehouse/core/store/index.ts';
+import { provisionKeyMatches } from './provision-key.ts';
 import { bodyKind, encodeArgs, parseUrlEncoded, readBodyParams, readParams, removeQueryParam, type Params } from './params.ts';
 import type { Oauth2Config } from './schema.ts';
 import { SecretVerifier } from './secrets.ts';
@@ -234,7 +235,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
 
   function provisionOk(params: Params, config: Oauth2Config): boolean {
     const given = params.provision_key;
-    return typeof given === 'string' && config.provision_key !== null && safeEqual(given, config.provision_key);
+    return typeof given === 'string' && config.provision_key !== null && provisionKeyMatches(given, config.provision_key);
   }
 
   // ------------------------------------------------------------------ /oauth2/authorize

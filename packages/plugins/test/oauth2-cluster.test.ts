@@ -177,6 +177,30 @@ describe('admin entities', () => {
     await waitFor('renamed credential still authenticates', async () => (await token(dps[0])).status === 200);
   });
 
+  test('the admin API registers only values the OAuth endpoints accept (client_id, client_secret, redirect_uris, provision_key, tokens)', async () => {
+    const fields = async (path: string, body: unknown) => {
+      const res = await api('POST', path, body);
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      return res.body.fields;
+    };
+    assert.deepEqual(await fields('/consumers/bob/oauth2', { name: 'x', client_id: 'i'.repeat(256) }), { client_id: 'length must be at most 255' });
+    assert.deepEqual(await fields('/consumers/bob/oauth2', { name: 'x', client_secret: 's'.repeat(256) }), { client_secret: 'length must be at most 255' });
+    assert.deepEqual(await fields('/consumers/bob/oauth2', { name: 'x', redirect_uris: [`https://app.test/${'p'.repeat(2048)}`] }), {
+      redirect_uris: ['length must be at most 2048'],
+    });
+    assert.deepEqual(await fields('/plugins', { name: 'oauth2', config: { enable_password_grant: true, provision_key: 'k'.repeat(256) } }), {
+      config: { provision_key: 'length must be at most 255' },
+    });
+    assert.deepEqual(await fields('/oauth2_tokens', { credential: { id: credential.id }, expires_in: 60, access_token: 't'.repeat(1025) }), {
+      access_token: 'length must be at most 1024',
+    });
+    // At the limits, a credential works on the data planes.
+    const longest = { client_id: 'i'.repeat(255), client_secret: 's'.repeat(255) };
+    const created = await api('POST', '/consumers/bob/oauth2', { name: 'longest', ...longest, redirect_uris: [`https://app.test/${'p'.repeat(2048 - 17)}`] });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await waitFor('the longest credential on a data plane', async () => (await dps[1].call('/api/oauth2/token', { form: { grant_type: 'client_credentials', ...longest } })).status === 200);
+  });
+
   test('hash_secret: bcrypt stored, secret shown once, works on the data planes; Kong PBKDF2 imports verify', async () => {
     const res = await api('POST', '/consumers/bob/oauth2', { name: 'hashed', hash_secret: true, client_secret: 'my-secret' });
     assert.equal(res.status, 201);

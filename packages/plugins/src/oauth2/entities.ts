@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { newId, randomAlnum, sha256Hex, type Database, type EntityDefinition, type FieldErrors, type Row } from '@gatehouse/core';
 import type { SnapshotCredential } from './handler.ts';
+import { ID_MAX, TOKEN_MAX, URI_MAX } from './limits.ts';
 import { hashSecret, isHashedSecret } from './secrets.ts';
 import { KEYS, TokenStore, type TokenRecord } from './tokens.ts';
 
@@ -35,10 +36,11 @@ function redirectUriError(uri: string): string | null {
 export const credentialSchema = z
   .strictObject({
     name: z.string().min(1),
-    client_id: z.string().min(1).nullable().optional(),
-    client_secret: z.string().min(1).nullable().optional(),
+    // Bounded as the endpoints bound what clients send (limits.ts).
+    client_id: z.string().min(1).max(ID_MAX).nullable().optional(),
+    client_secret: z.string().min(1).max(ID_MAX).nullable().optional(),
     hash_secret: z.boolean().default(false),
-    redirect_uris: z.array(z.string()).nullable().default(null),
+    redirect_uris: z.array(z.string().max(URI_MAX)).nullable().default(null),
     client_type: z.enum(['confidential', 'public']).default('confidential'),
     tags,
   })
@@ -50,8 +52,8 @@ export const credentialSchema = z
   });
 
 export const tokenSchema = z.strictObject({
-  access_token: z.string().min(1).nullable().optional(),
-  refresh_token: z.string().min(1).nullable().optional(),
+  access_token: z.string().min(1).max(TOKEN_MAX).nullable().optional(),
+  refresh_token: z.string().min(1).max(TOKEN_MAX).nullable().optional(),
   token_type: z.enum(['bearer']).default('bearer'),
   expires_in: z.number().int(),
   authenticated_userid: z.string().nullable().default(null),

@@ -8,6 +8,7 @@ import type { ConsumerEntity, PluginEntity } from '@gatehouse/core/entities.ts';
 import type { DataPlaneServices, PluginHandler, RequestContext } from '@gatehouse/core/plugin-sdk.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
 import { isStoreUnavailable } from '@gatehouse/core/store/index.ts';
+import { oversizedParameter } from './limits.ts';
 import { provisionKeyMatches } from './provision-key.ts';
 import { bodyKind, encodeArgs, parseUrlEncoded, readBodyParams, readParams, removeQueryParam, type Params } from './params.ts';
 import type { Oauth2Config } from './schema.ts';
@@ -206,6 +207,17 @@ function clientAuthMisuse(ctx: RequestContext, config: Oauth2Config, params: Par
     return { error: 'invalid_request', error_description: 'The client must use only one authentication method' };
   }
   return null;
+}
+
+/**
+ * The first parameter over its size bound (limits.ts), the client credentials of a Basic header
+ * included where the endpoint reads them (not at authorize).
+ */
+function oversized(ctx: RequestContext, config: Oauth2Config, params: Params, endpoint: string): OAuthError | null {
+  const tooLarge = oversizedParameter(params);
+  if (tooLarge || endpoint === 'authorize') return tooLarge;
+  const basic = basicCredentials(ctx, config);
+  return basic && oversizedParameter({ client_id: basic.clientId, client_secret: basic.clientSecret });
 }
 
 export interface Oauth2DataPlaneHandler extends PluginHandler<Oauth2Config> {
@@ -884,6 +896,12 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
           return;
         }
         const params = await readParams(ctx);
+        const tooLarge = oversized(ctx, config, params, endpoint);
+        if (tooLarge) {
+          // Before anything else reads them; nothing of the request is echoed.
+          ctx.respond(400, tooLarge, NO_STORE);
+          return;
+        }
         try {
           if (endpoint === 'token') return await token(ctx, config, plugin, params);
           if (endpoint === 'authorize') return await authorize(ctx, config, plugin, params);

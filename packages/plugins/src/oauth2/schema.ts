@@ -1,5 +1,6 @@
 // Kong's oauth2 plugin config (kong/plugins/oauth2/schema.lua): same fields, defaults, errors.
 import { z } from 'zod';
+import { ID_MAX } from './limits.ts';
 
 const FLOWS = ['enable_authorization_code', 'enable_implicit_grant', 'enable_client_credentials', 'enable_password_grant'] as const;
 
@@ -7,7 +8,7 @@ export const oauth2ConfigSchema = z
   .strictObject({
     scopes: z.array(z.string()).nullable().default(null),
     mandatory_scope: z.boolean().default(false),
-    provision_key: z.string().min(1).nullable().default(null),
+    provision_key: z.string().min(1).max(ID_MAX).nullable().default(null),
     token_expiration: z.number().min(0).default(7200),
     enable_authorization_code: z.boolean().default(false),
     enable_implicit_grant: z.boolean().default(false),

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { PluginDefinition, PluginHandler, RequestContext } from '@gatehouse/core/plugin-sdk.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
 import { MemoryStore } from '@gatehouse/core/store/memory.ts';
+import { KEYS as OAUTH2_KEYS } from '@gatehouse/plugins/oauth2/tokens.ts';
 import { tempDir } from '@gatehouse/core/testing.ts';
 import { startDataPlane, type DataPlane } from '../src/index.ts';
 import { consumer, dpConfig, plugin, publish, req, route, service, snapshot, snapshotApplier, startUpstream, waitFor, type Echo, type Upstream } from './helpers.ts';
@@ -323,6 +324,8 @@ describe('plugin pipeline with the real registry (oauth2)', () => {
     up = await startUpstream('protected');
     // No `plugins` option: the data plane loads the registry (@gatehouse/plugins) itself.
     dp = await startDataPlane({ config: dpConfig({ GATEHOUSE_DATA_DIR: dir.path }), store });
+    // As the control plane marks a token store it has restored (else unknown tokens are 503).
+    await store.set(OAUTH2_KEYS.sentinel, '1');
   });
   after(async () => {
     await dp.close();

@@ -507,7 +507,11 @@ describe('across the split', () => {
     await waitFor('persisted', async () => (await api('GET', `/oauth2_tokens/${t}`)).status === 200);
     // Simulate data loss for this token and the sentinel (never a FLUSH: other tests share Redis).
     await probe.del(KEYS.access(sha256Hex(t)), KEYS.sentinel);
-    assert.equal((await use(dps[1], t)).status, 401, 'gone from Redis (never cached on this data plane)');
+    // Gone from Redis (never cached on this data plane), and Redis not restored yet: the data
+    // plane cannot tell, so the client is told to retry rather than that its token is invalid.
+    const unrestored = await use(dps[1], t);
+    assert.equal(unrestored.status, 503, unrestored.body);
+    assert.equal(unrestored.json().error, 'temporarily_unavailable');
     await waitFor('sentinel restored', () => probe.exists(KEYS.sentinel), 5000);
     assert.equal((await use(dps[1], t)).status, 200, 'restored');
   });

@@ -19,6 +19,7 @@ import type { Oauth2DataPlaneHandler, SnapshotCredential } from '../src/oauth2/h
 import { oauth2Plugin } from '../src/oauth2/index.ts';
 import { oauth2ConfigSchema, type Oauth2Config } from '../src/oauth2/schema.ts';
 import { hashSecret } from '../src/oauth2/secrets.ts';
+import { KEYS } from '../src/oauth2/tokens.ts';
 
 export const silent = createLogger({ role: 'test', silent: true });
 const now = () => Math.floor(Date.now() / 1000);
@@ -173,6 +174,9 @@ export async function startEnv(
 ): Promise<Env> {
   const prefix = testRedisPrefix();
   const store = new RedisStore({ url: TEST_REDIS_URL, prefix });
+  // What the control plane sets once the store holds its restored tokens: without it, a token
+  // not found is 503 (the store is being restored), not 401.
+  await store.set(KEYS.sentinel, String(Date.now()));
   const upstream = await startEchoUpstream();
   const dirs: { path: string; remove(): void }[] = [];
   const dataPlanes: TestDataPlane[] = [];

@@ -57,7 +57,7 @@ test('cached tokens survive a Redis outage; uncached ones fail; all recover', as
   assert.equal((await use('unknown-token')).status, 401);
 });
 
-test('a revocation published while a data plane was disconnected is not missed (cache cleared on resubscribe)', async () => {
+test('a revocation published while a data plane was disconnected is not missed (cache re-read on resubscribe)', async () => {
   const s = await standardSetup(env, { enable_client_credentials: true });
   const dp = env.dataPlanes[0];
   const r = await dp.call('/api/oauth2/token', { form: { grant_type: 'client_credentials', client_id: s.credential.client_id, client_secret: s.credential.plain_secret } });

@@ -13,7 +13,7 @@ import { provisionKeyMatches } from './provision-key.ts';
 import { bodyKind, encodeArgs, parseUrlEncoded, readBodyParams, readParams, removeQueryParam, type Params } from './params.ts';
 import type { Oauth2Config } from './schema.ts';
 import { SecretVerifier } from './secrets.ts';
-import { TokenStore, type TokenRecord } from './tokens.ts';
+import { TokenStore, TokenStoreRestoringError, type TokenRecord } from './tokens.ts';
 
 /** What the control plane puts in `snapshot.credentials.oauth2_credentials` (secrets hashed). */
 export interface SnapshotCredential {
@@ -36,6 +36,7 @@ const ENDPOINT_RE = /\/oauth2\/(token|authorize|revoke|introspect)\/?$/;
 const WELL_KNOWN = '/.well-known/oauth-authorization-server';
 const NO_STORE = { 'Cache-Control': 'no-store', Pragma: 'no-cache' };
 const STORE_DOWN = 'The token store is unreachable; try again shortly';
+const STORE_RESTORING = 'The token store is being restored; try again shortly';
 const INVALID_TOKEN = 'The access token is invalid or has expired';
 const INVALID_CLIENT: OAuthError = { error: 'invalid_client', error_description: 'Invalid client authentication' };
 const INVALID_REDIRECT: OAuthError = {
@@ -67,6 +68,18 @@ function invalidTokenFailure(config: Oauth2Config, description = INVALID_TOKEN):
     status: 401,
     body: { error: 'invalid_token', error_description: description },
     headers: { 'WWW-Authenticate': `Bearer ${realmPrefix(config)}error="invalid_token", error_description="${INVALID_TOKEN}"` },
+  };
+}
+
+function restoringFailure(config: Oauth2Config): Failure {
+  return {
+    status: 503,
+    body: { error: 'temporarily_unavailable', error_description: STORE_RESTORING },
+    headers: {
+      'WWW-Authenticate': `Bearer ${realmPrefix(config)}error="temporarily_unavailable", error_description="${STORE_RESTORING}"`,
+      'Retry-After': '1',
+      'Cache-Control': 'no-store',
+    },
   };
 }
 
@@ -446,8 +459,11 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       const hash = code ? sha256Hex(code) : null;
       const rec = hash ? await tokens.lookupCode(hash) : null;
       if (!rec) {
-        // RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it produced.
-        if (hash) await revokeReplayedGrant(await tokens.usedCodeGrant(hash), 'authorization code replayed');
+        if (hash) {
+          await tokens.assertRestored();
+          // RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it produced.
+          await revokeReplayedGrant(await tokens.usedCodeGrant(hash), 'authorization code replayed');
+        }
         return invalidCode;
       }
       if ((serviceId && serviceId !== rec.service_id) || rec.credential_id !== client!.id) return invalidCode;
@@ -552,8 +568,11 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     const hash = presented ? sha256Hex(presented) : null;
     const rec = hash ? await tokens.lookupRefresh(hash) : null;
     if (!rec) {
-      // RFC 9700 §4.14.2: a rotated refresh token came back; revoke the grant's live tokens.
-      if (hash) await revokeReplayedGrant(await tokens.usedRefreshGrant(hash), 'rotated refresh token reused');
+      if (hash) {
+        await tokens.assertRestored();
+        // RFC 9700 §4.14.2: a rotated refresh token came back; revoke the grant's live tokens.
+        await revokeReplayedGrant(await tokens.usedRefreshGrant(hash), 'rotated refresh token reused');
+      }
       return invalidRefresh;
     }
     if (serviceId && serviceId !== rec.service_id) return invalidRefresh;
@@ -621,6 +640,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       const record = kind === 'access' ? await tokens.lookupAccess(hash) : await tokens.lookupRefresh(hash);
       if (record) return { kind, record };
     }
+    await tokens.assertRestored();
     return null;
   }
 
@@ -803,8 +823,10 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       const credential = record ? credentialsById.get(record.credential_id) : undefined;
       const consumer = credential ? consumersById.get(credential.consumer.id) : undefined;
       const serviceId = ctx.service?.id ?? null;
-      if (!record) failure = invalidTokenFailure(config);
-      else if (!config.global_credentials && !record.service_id) {
+      if (!record) {
+        await tokens.assertRestored();
+        failure = invalidTokenFailure(config);
+      } else if (!config.global_credentials && !record.service_id) {
         failure = invalidTokenFailure(config, "The access token is global, but the current plugin is configured without 'global_credentials'");
       } else if (record.service_id && record.service_id !== serviceId) failure = invalidTokenFailure(config);
       else if (record.expires_in > 0 && nowSeconds() - record.created_at > record.expires_in) failure = invalidTokenFailure(config);
@@ -908,8 +930,14 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
           if (endpoint === 'revoke') return await revoke(ctx, config, params);
           return await introspect(ctx, config, params);
         } catch (err) {
-          if (!isStoreUnavailable(err) || ctx.responded) throw err;
+          if (ctx.responded) throw err;
           // RFC 6749 §4.1.2.1 / RFC 7009 §2.2.1: a passing outage is 503, and the client retries.
+          if (err instanceof TokenStoreRestoringError) {
+            ctx.log.debug('oauth2 endpoint: not found while the token store is being restored', { endpoint });
+            ctx.respond(503, { error: 'temporarily_unavailable', error_description: STORE_RESTORING }, { ...NO_STORE, 'Retry-After': '1' });
+            return;
+          }
+          if (!isStoreUnavailable(err)) throw err;
           ctx.log.warn('oauth2 endpoint: token store unreachable', { endpoint, error: (err as Error).message });
           ctx.respond(503, { error: 'temporarily_unavailable', error_description: STORE_DOWN }, { ...NO_STORE, 'Retry-After': '1' });
           return;
@@ -921,6 +949,13 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       try {
         return await resource(ctx, config);
       } catch (err) {
+        if (err instanceof TokenStoreRestoringError && !ctx.responded) {
+          // Not 401: a client told its token is invalid throws it away (RFC 6750 §3 style, with
+          // RFC 6749's temporarily_unavailable).
+          ctx.log.debug('oauth2: unknown token while the token store is being restored');
+          const failure = restoringFailure(config);
+          return ctx.respond(failure.status, failure.body, failure.headers);
+        }
         if (!isStoreUnavailable(err) || ctx.responded) throw err;
         // A token this data plane has not seen recently cannot be checked: say so, never 500.
         ctx.log.warn('oauth2: token store unreachable for an uncached token', { error: (err as Error).message });

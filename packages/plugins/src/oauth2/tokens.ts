@@ -43,6 +43,18 @@ const UNSUBSCRIBE_WAIT_MS = 1000;
 /** Bound for markers whose natural lifetime is "forever" (refresh_token_ttl = 0). */
 const MAX_MARKER_TTL_S = 30 * 86400;
 
+/**
+ * A token, refresh token or code was not found while the store is being restored (no sentinel:
+ * Redis restarted empty, was flushed or failed over, and the control plane has not written the
+ * live tokens back yet). Not found then proves nothing: the client must retry, not give up.
+ */
+export class TokenStoreRestoringError extends Error {
+  override name = 'TokenStoreRestoringError';
+  constructor() {
+    super('the token store is being restored');
+  }
+}
+
 export interface TokenRecord {
   /** Row id in oauth2_tokens. */
   id: string;
@@ -176,14 +188,19 @@ export class TokenStore {
   }
 
   /**
-   * Data planes: listen for revocations; drop the whole cache when messages may have been lost.
-   * Returns at once, the subscription completing whenever Redis answers: a data plane restarted
-   * while Redis is down must serve its disk cache meanwhile, not wait here (it holds no token to
-   * evict until Redis is back; the cache is dropped once the subscription is in place).
+   * Data planes: listen for revocations; distrust the whole cache when messages may have been
+   * lost (every entry is read from the store again before it is used). Returns at once, the
+   * subscription completing whenever Redis answers: a data plane restarted while Redis is down
+   * must serve its disk cache meanwhile, not wait here (it holds no token to evict until Redis
+   * is back; the cache is dropped once the subscription is in place).
    */
   listen(): void {
     this.listening = true;
-    this.offResubscribe = this.store.onResubscribe(() => this.cache.clear());
+    // Not cleared: Redis may have come back empty, and then a token missing from it is kept
+    // until the store is restored (lookupAccess).
+    this.offResubscribe = this.store.onResubscribe(() => {
+      for (const entry of this.cache.values()) entry.at = 0;
+    });
     this.store
       .subscribe(KEYS.channel, (raw) => {
         let message: RevocationMessage;
@@ -246,6 +263,16 @@ export class TokenStore {
     this.cache.clear();
   }
 
+  /** True while the store lacks the sentinel the control plane sets once it has restored it. */
+  async isRestoring(): Promise<boolean> {
+    return !(await this.store.exists(KEYS.sentinel));
+  }
+
+  /** For a value that was not found: throws TokenStoreRestoringError if that proves nothing yet. */
+  async assertRestored(): Promise<void> {
+    if (await this.isRestoring()) throw new TokenStoreRestoringError();
+  }
+
   async close() {
     this.closed = true;
     this.offResubscribe?.();
@@ -272,7 +299,10 @@ export class TokenStore {
 
   // ------------------------------------------------------------------ access tokens
 
-  /** Looks an access token up by its hash: in-process cache, then the store. */
+  /**
+   * Looks an access token up by its hash: in-process cache, then the store. A cached token the
+   * store lacks is kept while the store is being restored (its absence says nothing then).
+   */
   async lookupAccess(hash: string): Promise<TokenRecord | null> {
     const hit = this.cache.get(hash);
     if (hit && Date.now() - hit.at < this.freshMs) return hit.record;
@@ -284,7 +314,10 @@ export class TokenStore {
       throw err;
     }
     if (!raw) {
-      if (hit) this.cache.delete(hash);
+      if (hit) {
+        if (await this.isRestoring()) return hit.record;
+        this.cache.delete(hash);
+      }
       return null;
     }
     const record = JSON.parse(raw) as TokenRecord;

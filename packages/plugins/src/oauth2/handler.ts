@@ -167,7 +167,7 @@ export function buildRedirect(uri: string, params: Record<string, string>, inFra
     base = base.slice(0, q);
   }
   const existing = parseUrlEncoded((inFragment ? fragment : query) ?? '');
-  const merged: Record<string, string> = {};
+  const merged = Object.create(null) as Record<string, string>;
   for (const [k, v] of Object.entries(existing)) merged[k] = Array.isArray(v) ? String(v[v.length - 1]) : v === true ? '' : String(v);
   Object.assign(merged, params);
   const encoded = encodeArgs(merged);

@@ -1,9 +1,15 @@
 // Request parameters as Kong's oauth2 reads them: the query string merged with the body (POST,
 // PUT, PATCH; JSON, form-urlencoded or multipart), body values winning. A repeated key becomes
-// an array, so type checks ("scope must be a string") see what the client sent.
+// an array, so type checks ("scope must be a string") see what the client sent. Parameters are
+// held in prototype-less objects: a key named `__proto__`, `constructor` or `toString` is an
+// ordinary parameter, never a link to Object.prototype.
 import type { RequestContext } from '@gatehouse/core/plugin-sdk.ts';
 
 export type Params = Record<string, unknown>;
+
+function emptyParams(): Params {
+  return Object.create(null) as Params;
+}
 
 /**
  * The parameter name a `key=value` part is read as: percent- and `+`-decoded, a trailing `[]`
@@ -24,7 +30,7 @@ function paramName(part: string): string | null {
 }
 
 export function parseUrlEncoded(raw: string): Params {
-  const out: Params = {};
+  const out = emptyParams();
   if (!raw) return out;
   for (const part of raw.split('&')) {
     if (!part) continue;
@@ -49,10 +55,10 @@ export function parseUrlEncoded(raw: string): Params {
 /** Form fields of a multipart/form-data body (files are read as their text content). */
 export function parseMultipart(body: Buffer, contentType: string): Params {
   const m = /boundary=(?:"([^"]+)"|([^;]+))/i.exec(contentType);
-  if (!m) return {};
+  if (!m) return emptyParams();
   const boundary = `--${(m[1] ?? m[2]).trim()}`;
   const text = body.toString('latin1');
-  const out: Params = {};
+  const out = emptyParams();
   for (const chunk of text.split(boundary).slice(1)) {
     if (chunk.startsWith('--')) break;
     const headerEnd = chunk.indexOf('\r\n\r\n');
@@ -80,17 +86,18 @@ export function bodyKind(ctx: RequestContext): 'json' | 'form' | 'multipart' | n
 }
 
 export async function readBodyParams(ctx: RequestContext): Promise<Params> {
-  if (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH') return {};
+  if (ctx.method !== 'POST' && ctx.method !== 'PUT' && ctx.method !== 'PATCH') return emptyParams();
   const kind = bodyKind(ctx);
-  if (!kind) return {};
+  if (!kind) return emptyParams();
   const body = await ctx.readBody();
-  if (body.length === 0) return {};
+  if (body.length === 0) return emptyParams();
   if (kind === 'json') {
     try {
+      // JSON.parse makes `__proto__` an own key; the copy keeps it one.
       const parsed = JSON.parse(body.toString('utf8'));
-      return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Params) : {};
+      return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? Object.assign(emptyParams(), parsed) : emptyParams();
     } catch {
-      return {};
+      return emptyParams();
     }
   }
   if (kind === 'form') return parseUrlEncoded(body.toString('utf8'));
@@ -100,7 +107,7 @@ export async function readBodyParams(ctx: RequestContext): Promise<Params> {
 export async function readParams(ctx: RequestContext): Promise<Params> {
   const query = parseUrlEncoded(ctx.rawQuery);
   const body = await readBodyParams(ctx);
-  return { ...query, ...body };
+  return Object.assign(query, body);
 }
 
 /**

@@ -4,6 +4,7 @@ export * from './crypto.ts';
 export * from './entities.ts';
 export * from './snapshot.ts';
 export * from './kong-errors.ts';
+export * from './records.ts';
 export * from './plugin-sdk.ts';
 export * from './store/index.ts';
 export { openDatabase, type Database, type SqlRunner, PrismaClient } from './db/client.ts';

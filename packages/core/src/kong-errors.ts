@@ -1,6 +1,7 @@
 // Kong's admin API error bodies (kong/db/errors.lua), shared by the control plane and by
 // plugins validating their own config and entities.
 import type { z } from 'zod';
+import { emptyRecord } from './records.ts';
 
 /** Mirrors the input's shape: a message per bad field, nested for records, arrays by index. */
 export type FieldErrors = { [field: string]: string | string[] | (string | null)[] | FieldErrors };
@@ -57,24 +58,23 @@ const typeName: Record<string, string> = {
   set: 'a set',
 };
 
+/** `node[key]` if it is the node's own (a key such as `toString` is a field name here). */
+const own = (node: any, key: PropertyKey): any => (Object.hasOwn(node, key) ? node[key] : undefined);
+
 function setAt(target: FieldErrors, path: PropertyKey[], message: string) {
   let node: any = target;
   for (let i = 0; i < path.length - 1; i++) {
     const key = path[i];
     const nextIsIndex = typeof path[i + 1] === 'number';
-    if (typeof key === 'number') {
-      node[key] ??= nextIsIndex ? [] : {};
-      node = node[key];
-    } else {
-      if (typeof node[key] !== 'object' || node[key] === null) node[key] = nextIsIndex ? [] : {};
-      node = node[key];
-    }
+    const child = own(node, key);
+    if (typeof child !== 'object' || child === null) node[key] = nextIsIndex ? [] : emptyRecord();
+    node = node[key];
   }
   const last = path[path.length - 1];
   if (typeof last === 'number' && Array.isArray(node)) {
     for (let i = 0; i < last; i++) if (node[i] === undefined) node[i] = null;
   }
-  if (node[last as any] === undefined) node[last as any] = message;
+  if (own(node, last) === undefined) node[last as any] = message;
 }
 
 /**
@@ -83,14 +83,15 @@ function setAt(target: FieldErrors, path: PropertyKey[], message: string) {
  * a refinement with path [] (or ['@entity']) becomes an entity-level error.
  */
 export function zodToFieldErrors(error: z.ZodError, input?: unknown): FieldErrors {
-  const fields: FieldErrors = {};
+  const fields: FieldErrors = emptyRecord();
+  const received = (path: (string | number)[]) => path.reduce<any>((v, k) => (v == null ? undefined : own(v, k)), input);
   for (const issue of error.issues) {
     const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
     let message = issue.message;
     switch (issue.code) {
       case 'invalid_type': {
-        const received = path.reduce<any>((v, k) => (v == null ? undefined : v[k]), input);
-        if (received === undefined || received === null) message = 'required field missing';
+        const value = received(path);
+        if (value === undefined || value === null) message = 'required field missing';
         // A schema's own message (z.number({ error: 'expected an integer' })) is kept.
         else if (/^Invalid input/.test(message)) message = `expected ${typeName[issue.expected] ?? issue.expected}`;
         break;
@@ -115,8 +116,7 @@ export function zodToFieldErrors(error: z.ZodError, input?: unknown): FieldError
       }
       case 'invalid_format':
         if (/^Invalid string/.test(message)) {
-          const received = path.reduce<any>((v, k) => (v == null ? undefined : v[k]), input);
-          message = `invalid value: ${String(received)}`;
+          message = `invalid value: ${String(received(path))}`;
         }
         break;
       default:

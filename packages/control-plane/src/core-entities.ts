@@ -125,7 +125,7 @@ const serviceSchema = z
  * stored. A URL without a host leaves `host` null, so the schema reports it missing, as Kong.
  */
 export function expandServiceUrl(body: Row): Row {
-  if (!('url' in body)) return body;
+  if (!Object.hasOwn(body, 'url')) return body;
   const { url, ...rest } = body;
   if (url === null) return rest;
   if (typeof url !== 'string') throw schemaViolation({ url: 'expected a string' });
@@ -474,8 +474,8 @@ function orderConfig(config: unknown, plugin: PluginDefinition | undefined): unk
   const keys = objectKeys(plugin.configSchema as z.ZodType) ?? [];
   const source = config as Row;
   const out: Row = {};
-  for (const k of keys) if (k in source) out[k] = source[k];
-  for (const k of Object.keys(source)) if (!(k in out)) out[k] = source[k];
+  for (const k of keys) if (Object.hasOwn(source, k)) out[k] = source[k];
+  for (const k of Object.keys(source)) if (!Object.hasOwn(out, k)) out[k] = source[k];
   return out;
 }
 

@@ -4,9 +4,11 @@
 // Writes of config entities bump config_version in the same transaction.
 import {
   KongError,
+  emptyRecord,
   newId,
   nowSeconds,
   schemaViolation,
+  toRecord,
   zodToFieldErrors,
   type Database,
   type EntityDefinition,
@@ -43,25 +45,31 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> =>
 
 function deepMerge(base: unknown, patch: unknown, depth = 0): unknown {
   if (!isPlainObject(base) || !isPlainObject(patch) || depth > 32) return patch;
-  const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(patch)) out[k] = deepMerge(base[k], v, depth + 1);
+  const out = toRecord(base);
+  for (const [k, v] of Object.entries(patch)) out[k] = deepMerge(Object.hasOwn(base, k) ? base[k] : undefined, v, depth + 1);
   return out;
 }
 
-function findNul(value: unknown, path: string[], errors: FieldErrors, depth = 0): void {
+/**
+ * Input the schemas cannot take as it is: a NUL character (Postgres stores none in text or
+ * JSON), and a `__proto__` key, which zod leaves out of the objects it builds, so that in a map
+ * (route `headers`) it would vanish without an error. Elsewhere zod reports it the same way.
+ */
+function findUnrepresentable(value: unknown, path: string[], errors: FieldErrors, depth = 0): void {
   if (depth > 64) return;
   if (typeof value === 'string') {
     if (value.includes('\u0000') && path.length) setError(errors, path, 'invalid value: contains a NUL character');
     return;
   }
   if (Array.isArray(value)) {
-    value.forEach((v, i) => findNul(v, [...path, String(i)], errors, depth + 1));
+    value.forEach((v, i) => findUnrepresentable(v, [...path, String(i)], errors, depth + 1));
     return;
   }
   if (isPlainObject(value)) {
     for (const [k, v] of Object.entries(value)) {
       if (k.includes('\u0000')) setError(errors, path.length ? path : ['@entity'], 'invalid field name: contains a NUL character');
-      else findNul(v, [...path, k], errors, depth + 1);
+      else if (k === '__proto__') setError(errors, [...path, k], 'unknown field');
+      else findUnrepresentable(v, [...path, k], errors, depth + 1);
     }
   }
 }
@@ -73,10 +81,11 @@ function setError(errors: FieldErrors, path: string[], message: string) {
   }
   let node: any = errors;
   for (const key of path.slice(0, -1)) {
-    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+    if (!Object.hasOwn(node, key) || typeof node[key] !== 'object' || node[key] === null) node[key] = emptyRecord();
     node = node[key];
   }
-  node[path[path.length - 1]] ??= message;
+  const last = path[path.length - 1];
+  if (!Object.hasOwn(node, last) || node[last] === undefined || node[last] === null) node[last] = message;
 }
 
 const foreignKeyViolation = (fkValue: Row, field: string, parentName: string) =>
@@ -306,21 +315,21 @@ export class EntityEngine {
     }
     const op: WriteContext['op'] = req.mode === 'create' || !existing ? 'create' : req.mode === 'update' ? 'update' : 'replace';
 
-    let body: Row = { ...req.body };
+    let body: Row = toRecord(req.body);
     const givenId = body.id;
     delete body.id;
     delete body.created_at;
     delete body.updated_at;
-    const errors: FieldErrors = {};
+    const errors: FieldErrors = emptyRecord();
     if (req.mode === 'create' && givenId !== undefined && givenId !== null) {
       if (typeof givenId !== 'string' || !UUID_RE.test(givenId)) errors.id = 'expected a valid UUID';
     }
-    if (def.prepare) body = def.prepare(body, op === 'create' ? null : existing);
+    if (def.prepare) body = toRecord(def.prepare(body, op === 'create' ? null : existing));
 
     // Foreign keys travel apart from the fields the schema validates.
-    const fkInput: Record<string, unknown> = {};
+    const fkInput = emptyRecord();
     for (const fk of def.foreignKeys) {
-      if (fk.field in body) {
+      if (Object.hasOwn(body, fk.field)) {
         fkInput[fk.field] = body[fk.field] === '' ? null : body[fk.field];
         delete body[fk.field];
       }
@@ -331,13 +340,13 @@ export class EntityEngine {
     if (op === 'update') {
       const current = def.toEntity(existing!);
       const keys = objectKeys(def.schemaFor ? def.schemaFor({ ...current, ...body }, existing) : def.schema);
-      const base: Row = {};
+      const base: Row = emptyRecord();
       for (const [k, v] of Object.entries(current)) {
         if (keys ? keys.includes(k) : !['id', 'created_at', 'updated_at', ...def.foreignKeys.map((f) => f.field)].includes(k)) {
           base[k] = v;
         }
       }
-      input = { ...base };
+      input = toRecord(base);
       for (const [k, v] of Object.entries(body)) {
         input[k] = def.mergeRecords?.includes(k) ? deepMerge(base[k], v) : v;
       }
@@ -346,9 +355,8 @@ export class EntityEngine {
     }
     if (req.mode === 'upsert' && segment !== undefined && !segmentIsId && def.endpointKey) input[def.endpointKey] = segment;
 
-    // Postgres stores no NUL character in text or JSON: refuse it as a field error.
-    findNul(input, [], errors);
-    for (const [field, v] of Object.entries(fkInput)) findNul(v, [field], errors);
+    findUnrepresentable(input, [], errors);
+    for (const [field, v] of Object.entries(fkInput)) findUnrepresentable(v, [field], errors);
 
     const schema = def.schemaFor ? def.schemaFor(input, existing) : def.schema;
     if (req.form) input = formCoerce(schema, input) as Row;
@@ -384,7 +392,7 @@ export class EntityEngine {
       }
       const target = this.byName.get(fk.entity);
       const keyName = target?.endpointKey;
-      const sub: FieldErrors = {};
+      const sub: FieldErrors = emptyRecord();
       for (const k of Object.keys(v)) if (k !== 'id' && k !== keyName) sub[k] = 'unknown field';
       if (v.id !== undefined && v.id !== null) {
         if (typeof v.id !== 'string' || !UUID_RE.test(v.id)) sub.id = 'expected a valid UUID';

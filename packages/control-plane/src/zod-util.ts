@@ -1,6 +1,7 @@
 // Walks zod schemas (zod 4 internals: `_zod.def`) for what the engine needs: the user-settable
 // keys of an entity schema (PATCH merges), and converting form strings to the expected types.
 import type { z } from 'zod';
+import { emptyRecord } from '@gatehouse/core';
 
 type Def = { type: string; [k: string]: any };
 const defOf = (schema: unknown): Def | null => ((schema as any)?._zod?.def as Def) ?? null;
@@ -59,13 +60,13 @@ export function formCoerce(schema: unknown, value: unknown, depth = 0): unknown 
     case 'object': {
       if (!value || typeof value !== 'object' || Array.isArray(value)) return value;
       const shape = def.shape ?? {};
-      const out: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(value)) out[k] = k in shape ? formCoerce(shape[k], v, depth + 1) : v;
+      const out = emptyRecord();
+      for (const [k, v] of Object.entries(value)) out[k] = Object.hasOwn(shape, k) ? formCoerce(shape[k], v, depth + 1) : v;
       return out;
     }
     case 'record': {
       if (!value || typeof value !== 'object' || Array.isArray(value)) return value;
-      const out: Record<string, unknown> = {};
+      const out = emptyRecord();
       for (const [k, v] of Object.entries(value)) out[k] = formCoerce(def.valueType, v, depth + 1);
       return out;
     }

@@ -37,6 +37,10 @@ function deepArray(levels: number): string {
 }
 
 const huge = 'h'.repeat(300_000);
+// Names that a plain object inherits: each must be an unknown field like any other.
+const PROTOTYPE_KEYS = ['__proto__', 'constructor', 'toString', 'valueOf', 'hasOwnProperty'];
+// A computed key makes `__proto__` an own key (a literal `__proto__:` would set the prototype).
+const withKey = (key: string, value: unknown, rest: Record<string, unknown> = {}) => ({ [key]: value, ...rest });
 const nonexistent = '0f0f0f0f-0f0f-4f0f-8f0f-0f0f0f0f0f0f';
 
 function cases(): Case[] {
@@ -56,6 +60,8 @@ function cases(): Case[] {
     ['tags with a slash', { tags: ['a/b'] }],
     ['NUL in a string', { tags: ['a\u0000b'] }],
     ['name is an object', { name: { a: 1 }, username: { a: 1 } }],
+    ...PROTOTYPE_KEYS.map((key): [string, unknown] => [`key named ${key}`, withKey(key, 1)]),
+    ...PROTOTYPE_KEYS.map((key): [string, unknown] => [`object under ${key}`, withKey(key, { x: 1 })]),
   ];
   for (const path of collections) {
     for (const [note, body] of badBodies) add({ method: 'post', path, body, note: `POST ${note}` });
@@ -206,11 +212,14 @@ function cases(): Case[] {
     ['service by unknown name', { name: 'oauth2', service: { name: 'nope' }, config: { enable_password_grant: true } }],
     ['instance_name duplicate', { name: 'oauth2', instance_name: 'fz-plugin', route: { id: ids.route }, config: { enable_password_grant: true } }],
     ['enabled string', { name: 'oauth2', enabled: 'true', config: { enable_password_grant: true } }],
+    ...PROTOTYPE_KEYS.map((key): [string, unknown] => [`config key ${key}`, { name: 'oauth2', config: withKey(key, 1, { enable_password_grant: true }) }]),
+    ...PROTOTYPE_KEYS.map((key): [string, unknown] => [`config object under ${key}`, { name: 'oauth2', config: withKey(key, { x: 1 }) }]),
   ];
   for (const [note, body] of pluginBodies) add({ method: 'post', path: '/plugins', body, note: `plugin ${note}` });
   // PATCH merges into the stored config, so only bodies invalid whatever is stored.
   const invalidPatches = new Set(['config not object', 'config array', 'token_expiration negative', 'refresh_token_ttl too big', 'pkce enum',
-    'persistent_refresh_token', 'config deep', 'config NUL key', 'protocols tcp', 'name number', 'unknown plugin', 'enabled string']);
+    'persistent_refresh_token', 'config deep', 'config NUL key', 'protocols tcp', 'name number', 'unknown plugin', 'enabled string',
+    ...PROTOTYPE_KEYS.flatMap((key) => [`config key ${key}`, `config object under ${key}`])]);
   for (const [note, body] of pluginBodies.filter(([n]) => invalidPatches.has(n))) {
     add({ method: 'patch', path: '/plugins/fz-plugin', body, note: `plugin PATCH ${note}` });
   }
@@ -226,9 +235,18 @@ function cases(): Case[] {
     ['port words', 'host=a.test&port=eighty'],
     ['enabled maybe', 'host=a.test&enabled=maybe'],
     ['deep key', `${Array.from({ length: 100 }, () => 'a').join('.')}=1&host=a.test`],
+    ...PROTOTYPE_KEYS.map((key): [string, string] => [`${key} key`, `${key}=1&host=a.test`]),
+    ...PROTOTYPE_KEYS.map((key): [string, string] => [`${key}[] key`, `${key}[]=1&host=a.test`]),
+    ...PROTOTYPE_KEYS.map((key): [string, string] => [`map key ${key}`, `client_certificate[${key}]=1&host=a.test`]),
   ];
   for (const [note, raw] of forms) add({ method: 'post', path: '/services', raw, type: 'application/x-www-form-urlencoded', note: `form ${note}` });
   add({ method: 'post', path: '/services/fz-svc/plugins', raw: 'name=oauth2&config.scopes[0]=a', type: 'application/x-www-form-urlencoded', note: 'form index 0' });
+  for (const key of PROTOTYPE_KEYS) {
+    for (const raw of [`config.${key}.x=1`, `config.${key}=1`, `config[${key}][x]=1`]) {
+      add({ method: 'patch', path: '/plugins/fz-plugin', raw, type: 'application/x-www-form-urlencoded', note: `form ${raw}` });
+      add({ method: 'patch', path: '/consumers/fz-user/oauth2/fz-client', raw: raw.replace('config', 'redirect_uris'), type: 'application/x-www-form-urlencoded', note: `form credential ${raw}` });
+    }
+  }
   add({ method: 'post', path: '/services', raw: '--x\r\nbroken', type: 'multipart/form-data; boundary=x', note: 'broken multipart' });
 
   // Paths and methods.

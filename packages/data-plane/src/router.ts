@@ -16,6 +16,7 @@
 // still beat the best match found so far.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteEntity } from '@gatehouse/core/entities.ts';
+import { headerRegex, isRegexHeaderValue, isRegexPath, pathRegex } from '@gatehouse/core/route-regex.ts';
 import { normalizePath } from '@gatehouse/core/uri.ts';
 
 export interface MatchRequest {
@@ -104,8 +105,6 @@ interface Best<P> {
   regexMatch: RegExpExecArray | null;
 }
 
-const isRegexPath = (p: string) => p.charCodeAt(0) === 126; /* ~ */
-
 function splitHostPort(h: string): { host: string; port: number | null } {
   const m = /^(.*?)(?::(\d+))?$/.exec(h.trim().toLowerCase())!;
   if (m[1].startsWith('[')) return { host: m[1], port: m[2] ? Number(m[2]) : null };
@@ -180,7 +179,7 @@ export class Router<P> {
       let regex: RegExp | null = null;
       if (p.path !== null) {
         if (isRegexPath(p.path)) {
-          regex = new RegExp(`^(?:${p.path.slice(1)})`);
+          regex = pathRegex(p.path);
           regexCount++;
         } else prefix = normalizePath(p.path); // requests are matched normalised: so are prefixes
       }
@@ -295,7 +294,7 @@ function compileHeaders(headers: Record<string, string[]> | null): HeaderRule[] 
   for (const [name, values] of Object.entries(headers)) {
     const rule: HeaderRule = { name: name.toLowerCase(), values: [], regexes: [] };
     for (const v of values ?? []) {
-      if (v.startsWith('~*')) rule.regexes.push(new RegExp(v.slice(2), 'i'));
+      if (isRegexHeaderValue(v)) rule.regexes.push(headerRegex(v));
       else rule.values.push(v.toLowerCase());
     }
     rules.push(rule);

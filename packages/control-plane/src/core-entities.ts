@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { KongError, schemaViolation, type EntityDefinition, type PluginDefinition, type Row } from '@gatehouse/core';
 import { objectKeys } from './zod-util.ts';
 import { normalizePath } from '@gatehouse/core/uri.ts';
+import { checkBacktracking, headerRegex, isRegexHeaderValue, pathRegex } from '@gatehouse/core/route-regex.ts';
 
 const nullIfEmpty = <T>(list: T[] | null | undefined): T[] | null => (list && list.length ? list : null);
 const emptyIfNull = <T>(list: T[] | null | undefined): T[] => list ?? [];
@@ -212,11 +213,27 @@ const STREAM = ['tcp', 'tls', 'udp'];
 const GRPC = ['grpc', 'grpcs'];
 const PROTOCOL_GROUPS = [HTTP, STREAM, ['tls_passthrough'], GRPC];
 
+/**
+ * Kong's message for a regex that does not compile, and Gatehouse's for one that would match in
+ * more than linear time (it would let one request stall a data plane). Kong names the regex
+ * without its `~` / `~*` marker.
+ */
+async function regexError(written: string, compile: () => RegExp): Promise<string | null> {
+  let regex: RegExp;
+  try {
+    regex = compile();
+  } catch (e) {
+    return `invalid regex: '${written.slice(0, 200)}' (${(e as Error).message.replace(/^Invalid regular expression: /, '')})`;
+  }
+  const verdict = await checkBacktracking(regex);
+  return verdict.safe ? null : `invalid regex: '${written.slice(0, 200)}' (${verdict.reason})`;
+}
+
 const routePath = z
   .string()
   .min(1)
   .max(4096)
-  .superRefine((v, ctx) => {
+  .superRefine(async (v, ctx) => {
     // Kong's order: match_none (//), match_any (prefix), then the custom validator.
     if (v.includes('//')) ctx.addIssue({ code: 'custom', message: 'must not have empty segments' });
     else if (!v.startsWith('/') && !v.startsWith('~/')) {
@@ -227,12 +244,21 @@ const routePath = z
       // Requests are matched normalised: a path written otherwise could never match as written.
       else if (normalizePath(v) !== v) ctx.addIssue({ code: 'custom', message: `non-normalized path, consider use '${normalizePath(v)}' instead` });
     } else {
-      try {
-        new RegExp(v.slice(1));
-      } catch (e) {
-        ctx.addIssue({ code: 'custom', message: `invalid regex: '${v.slice(1, 200)}' (${(e as Error).message.replace(/^Invalid regular expression: /, '')})` });
-      }
+      const error = await regexError(v.slice(1), () => {
+        new RegExp(v.slice(1)); // alone too: `a)(b` would compile inside the router's `^(?:…)`
+        return pathRegex(v);
+      });
+      if (error) ctx.addIssue({ code: 'custom', message: error });
     }
+  });
+
+const headerValue = z
+  .string()
+  .max(4096)
+  .superRefine(async (v, ctx) => {
+    if (!isRegexHeaderValue(v)) return;
+    const error = await regexError(v.slice(2), () => headerRegex(v));
+    if (error) ctx.addIssue({ code: 'custom', message: error });
   });
 
 const routeHost = z
@@ -288,7 +314,7 @@ const routeSchema = z
     hosts: z.array(routeHost).nullable().default(null),
     paths: z.array(routePath).nullable().default(null),
     headers: z
-      .record(z.string().min(1).max(256), z.array(z.string().max(4096)).min(1))
+      .record(z.string().min(1).max(256), z.array(headerValue).min(1))
       .nullable()
       .default(null)
       .superRefine((h, ctx) => {

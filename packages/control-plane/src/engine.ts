@@ -360,7 +360,8 @@ export class EntityEngine {
 
     const schema = def.schemaFor ? def.schemaFor(input, existing) : def.schema;
     if (req.form) input = formCoerce(schema, input) as Row;
-    const parsed = schema.safeParse(input);
+    // Async: route regexes are checked for super-linear backtracking out of this event loop.
+    const parsed = await schema.safeParseAsync(input);
     if (!parsed.success) Object.assign(errors, zodToFieldErrors(parsed.error, input));
     // Kong's `tags` typedef holds for every entity (the ?tags= filter depends on it).
     if (Array.isArray(input.tags) && errors.tags === undefined) {

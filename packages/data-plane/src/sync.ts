@@ -1,9 +1,10 @@
 // Keeps a data plane on the latest config snapshot: the last known good one from disk at
 // start, then the store's `config:latest` pointer, announcements on `config:updates`, a poll
 // of the pointer every POLL_INTERVAL_MS (pub/sub drops what is published while disconnected),
-// and a resync when the subscription reconnects. Each new snapshot is validated, handed to
-// `apply` (which compiles and swaps it), then written to disk (temp file + rename). Also
-// writes this node's heartbeat into SNAPSHOT_KEYS.dataPlanes.
+// and a resync when the subscription reconnects. Each new snapshot is validated, rid of routes
+// whose regexes could stall the proxy, handed to `apply` (which compiles and swaps it), then
+// written to disk (temp file + rename). Also writes this node's heartbeat into
+// SNAPSHOT_KEYS.dataPlanes.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
@@ -13,6 +14,7 @@ import type { Logger } from '@gatehouse/core/logger.ts';
 import type { PluginDefinition } from '@gatehouse/core/plugin-sdk.ts';
 import { HEARTBEAT_INTERVAL_MS, SNAPSHOT_KEYS, type DataPlaneHeartbeat, type Snapshot, type SnapshotPointer } from '@gatehouse/core/snapshot.ts';
 import type { SharedStore } from '@gatehouse/core/store/types.ts';
+import { withoutBacktrackingRoutes } from './regex-routes.ts';
 import { validateSnapshot } from './validate.ts';
 
 export const POLL_INTERVAL_MS = 1500;
@@ -117,7 +119,7 @@ export class SnapshotSync {
     const file = cacheFile(this.o.config.dataDir);
     if (!existsSync(file)) return false;
     try {
-      const snapshot = validateSnapshot(JSON.parse(readFileSync(file, 'utf8')), this.o.plugins);
+      const snapshot = await this.prepare(readFileSync(file, 'utf8'));
       await this.o.apply(snapshot);
       this.current = { version: snapshot.version, hash: snapshot.hash };
       this.o.logger.info('serving the cached configuration until the control plane is reachable', {
@@ -221,7 +223,7 @@ export class SnapshotSync {
     }
     let snapshot: Snapshot;
     try {
-      snapshot = validateSnapshot(JSON.parse(raw), this.o.plugins);
+      snapshot = await this.prepare(raw);
       if (snapshot.hash !== pointer.hash) throw new Error(`hash ${snapshot.hash} differs from the announced ${pointer.hash}`);
       await this.o.apply(snapshot);
     } catch (err) {
@@ -243,6 +245,10 @@ export class SnapshotSync {
       logger.warn('cannot write the config cache', { error: (err as Error).message });
     }
     void this.heartbeat();
+  }
+
+  private async prepare(raw: string): Promise<Snapshot> {
+    return withoutBacktrackingRoutes(validateSnapshot(JSON.parse(raw), this.o.plugins), this.o.logger);
   }
 
   async heartbeat(): Promise<void> {

@@ -1,7 +1,6 @@
 // Body keys named after Object.prototype members are unknown fields like any other: a 400
 // schema violation naming them, on every entity, from JSON, form and multipart bodies, and
-// nothing stored. (They used to slip past the error collector and reach Prisma as a 500, or
-// be written as an empty entity.)
+// nothing stored.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import request from 'supertest';

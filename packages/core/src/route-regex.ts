@@ -4,7 +4,9 @@
 // exponentially, `\d+\d+x` quadratically) lets one request block a data plane's event loop.
 // recheck decides it (automata theory, and fuzzing where that cannot decide, e.g. lookarounds
 // and backreferences). Only regexes it shows to be linear pass: the admin API refuses the rest
-// and a data plane leaves out a stored route that has one. Neither is ever done per request.
+// and a data plane leaves out a stored route with one proven to backtrack (not an undecided
+// one: on a busy data plane an analysis can run out of time, and routing must not change at
+// random). Neither is ever done per request.
 import { LRUCache } from 'lru-cache';
 import type { RouteEntity } from './entities.ts';
 
@@ -31,7 +33,8 @@ export function routeRegexes(route: Pick<RouteEntity, 'paths' | 'headers'>): { t
   return out;
 }
 
-export type BacktrackingVerdict = { safe: true } | { safe: false; reason: string };
+/** `proven`: recheck found the super-linear case, rather than running out of time or means to decide. */
+export type BacktrackingVerdict = { safe: true } | { safe: false; proven: boolean; reason: string };
 
 /** recheck's own limit on one analysis; typical route regexes take 2 to 200 ms. */
 export const CHECK_TIMEOUT_MS = 10_000;
@@ -60,7 +63,7 @@ export function checkBacktracking(regex: RegExp): Promise<BacktrackingVerdict> {
 }
 
 async function analyse(source: string, flags: string): Promise<{ verdict: BacktrackingVerdict; final: boolean }> {
-  const unknown = (why: string, final: boolean) => ({ verdict: { safe: false as const, reason: `it could not be shown free of super-linear backtracking (${why})` }, final });
+  const unknown = (why: string, final: boolean) => ({ verdict: { safe: false as const, proven: false, reason: `it could not be shown free of super-linear backtracking (${why})` }, final });
   // recheck answers through a helper process; this bounds a helper that stopped answering.
   const abort = new AbortController();
   const guard = setTimeout(() => abort.abort(), CHECK_TIMEOUT_MS + 2000);
@@ -73,7 +76,7 @@ async function analyse(source: string, flags: string): Promise<{ verdict: Backtr
         result.complexity.type === 'exponential'
           ? "catastrophic backtracking: matching time can grow exponentially with the input's length"
           : `super-linear backtracking: matching time can grow as the input's length to the power ${result.complexity.degree}`;
-      return { verdict: { safe: false, reason }, final: true };
+      return { verdict: { safe: false, proven: true, reason }, final: true };
     }
     const error = result.error;
     if (error.kind === 'timeout' || error.kind === 'cancel') return unknown(`no answer within ${CHECK_TIMEOUT_MS / 1000} s`, false);

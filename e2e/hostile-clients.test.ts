@@ -8,10 +8,10 @@ import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { consumerEntity, buildSnapshot, publishSnapshot, routeEntity, serviceEntity } from '@gatehouse/core/test-fixtures.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
-import { getFreePort, tempDir, testRedisPrefix, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
+import { tempDir, testRedisPrefix, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
 import { makeCredential, makeOauth2Plugin } from '../packages/plugins/test/oauth2-helpers.ts';
 import { startUpstream, type Echo, type Upstream } from '../packages/data-plane/test/helpers.ts';
-import { gatehouse, http, waitFor, type Proc } from './proxy-helpers.ts';
+import { dataPlaneProcess, http, waitFor, type Proc } from './proxy-helpers.ts';
 
 const HEADER_TIMEOUT_MS = 1000;
 const REQUEST_TIMEOUT_MS = 2000;
@@ -77,18 +77,11 @@ describe('hostile clients against a data-plane process', () => {
         credentials: { oauth2_credentials: [credential] },
       }),
     );
-    port = await getFreePort();
-    tlsPort = await getFreePort();
-    dp = gatehouse('data-plane', {
-      REDIS_URL: TEST_REDIS_URL,
-      GATEHOUSE_REDIS_PREFIX: prefix,
-      GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${port}, 127.0.0.1:${tlsPort} ssl`,
-      GATEHOUSE_DATA_DIR: dir.path,
-      GATEHOUSE_WORKERS: '2',
+    ({ proc: dp, port, tlsPort } = await dataPlaneProcess(prefix, dir.path, {
       GATEHOUSE_LOG_LEVEL: 'info',
       GATEHOUSE_CLIENT_HEADER_TIMEOUT: String(HEADER_TIMEOUT_MS),
       GATEHOUSE_CLIENT_REQUEST_TIMEOUT: String(REQUEST_TIMEOUT_MS),
-    });
+    }));
     await waitFor('the data plane serving', async () => (await http(port, '/plain/ready')).status === 200, 60_000, [dp]);
   });
 

@@ -9,11 +9,11 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { buildSnapshot, consumerEntity, publishSnapshot, routeEntity, serviceEntity } from '@gatehouse/core/test-fixtures.ts';
 import { RedisStore } from '@gatehouse/core/store/redis.ts';
-import { getFreePort, tempDir, testRedisPrefix, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
+import { tempDir, testRedisPrefix, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
 import { makeCredential, makeOauth2Plugin } from '../packages/plugins/test/oauth2-helpers.ts';
 import { KEYS as OAUTH2_KEYS } from '../packages/plugins/src/oauth2/tokens.ts';
 import { startUpstream, type Upstream } from '../packages/data-plane/test/helpers.ts';
-import { gatehouse, http, waitFor, type Proc } from './proxy-helpers.ts';
+import { dataPlaneProcess, http, waitFor, type Proc } from './proxy-helpers.ts';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261207);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 1200);
@@ -146,15 +146,7 @@ describe('generated malformed OAuth requests against a data-plane process', () =
     // What a control plane sets once the store holds its tokens (else a token not found is 503: restoring).
     await store.set(OAUTH2_KEYS.sentinel, String(Date.now()));
     await publishSnapshot(store, buildSnapshot(1, { services: [svc], routes: [route], consumers: [consumer], plugins: [plugin], credentials: { oauth2_credentials: [credential] } }));
-    port = await getFreePort();
-    tlsPort = await getFreePort();
-    dp = gatehouse('data-plane', {
-      REDIS_URL: TEST_REDIS_URL,
-      GATEHOUSE_REDIS_PREFIX: prefix,
-      GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${port}, 127.0.0.1:${tlsPort} ssl`,
-      GATEHOUSE_DATA_DIR: dir.path,
-      GATEHOUSE_WORKERS: '2',
-    });
+    ({ proc: dp, port, tlsPort } = await dataPlaneProcess(prefix, dir.path));
     await waitFor('the data plane serving', async () => (await http(port, '/api/resource')).status === 401, 60_000, [dp]);
   });
 

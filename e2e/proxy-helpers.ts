@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { TcpRelay, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
+import { getFreePort, TcpRelay, TEST_REDIS_URL } from '@gatehouse/core/testing.ts';
 
 export const root = join(import.meta.dirname, '..');
 
@@ -149,4 +149,19 @@ export async function upstream(name: string): Promise<{ port: number; server: Se
 /** A relay to the test Redis that the test can cut and restore (the shared Redis keeps running). */
 export async function redisLink(port: number): Promise<TcpRelay> {
   return new TcpRelay(TEST_REDIS_URL, port);
+}
+
+/** `gatehouse data-plane` with two workers on a plain and a TLS listener, on the test Redis under `prefix`. */
+export async function dataPlaneProcess(prefix: string, dataDir: string, env: Record<string, string> = {}): Promise<{ proc: Proc; port: number; tlsPort: number }> {
+  const port = await getFreePort();
+  const tlsPort = await getFreePort();
+  const proc = gatehouse('data-plane', {
+    REDIS_URL: TEST_REDIS_URL,
+    GATEHOUSE_REDIS_PREFIX: prefix,
+    GATEHOUSE_PROXY_LISTEN: `127.0.0.1:${port}, 127.0.0.1:${tlsPort} ssl`,
+    GATEHOUSE_DATA_DIR: dataDir,
+    GATEHOUSE_WORKERS: '2',
+    ...env,
+  });
+  return { proc, port, tlsPort };
 }

@@ -5,11 +5,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import https from 'node:https';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, test } from 'node:test';
-import winston from 'winston';
 import { ConfigError, MemoryStore, SNAPSHOT_KEYS, createLogger, loadConfig, migrationStatus, openDatabase } from '@gatehouse/core';
-import { createTestDatabase, tempDir, TEST_REDIS_URL, testRedisPrefix, type TestDatabase } from '@gatehouse/core/testing.ts';
+import { capturingLogger, createTestDatabase, tempDir, TEST_REDIS_URL, testRedisPrefix, type TestDatabase } from '@gatehouse/core/testing.ts';
 import { startControlPlane, type ControlPlane } from '../src/index.ts';
 
 const root = join(import.meta.dirname, '../../..');
@@ -20,22 +18,6 @@ after(async () => {
   for (const d of dirs) d.remove();
 });
 
-function capturingLogger() {
-  const lines: Record<string, any>[] = [];
-  const logger = createLogger({ role: 'control-plane', level: 'debug' });
-  logger.clear();
-  logger.add(
-    new winston.transports.Stream({
-      stream: new Writable({
-        write(chunk, _enc, cb) {
-          for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
-          cb();
-        },
-      }),
-    }),
-  );
-  return { logger, lines };
-}
 
 async function call(cp: ControlPlane, path: string, init: RequestInit & { token?: string } = {}) {
   const url = cp.adminAddresses.find((a) => !a.ssl)!.url;
@@ -62,7 +44,7 @@ test('all options: fresh database migrated, plain and TLS listeners, token, memo
   dbs.push(testDb);
   const dir = tempDir();
   dirs.push(dir);
-  const { logger, lines } = capturingLogger();
+  const { logger, lines } = capturingLogger('control-plane', 'debug');
   const config = loadConfig({
     DATABASE_URL: testDb.url,
     GATEHOUSE_DATA_DIR: dir.path,

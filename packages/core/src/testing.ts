@@ -4,9 +4,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import pg from 'pg';
+import winston from 'winston';
 import { openDatabase, type Database } from './db/client.ts';
 import { migrateUp } from './db/migrations.ts';
+import { createLogger, type Logger } from './logger.ts';
 
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -144,4 +147,22 @@ export class TcpRelay {
   close(): Promise<void> {
     return this.cut();
   }
+}
+
+/** A logger whose JSON lines are kept, parsed, in `lines` (for tests of what gets logged). */
+export function capturingLogger(role: string, level: string): { logger: Logger; lines: Record<string, any>[] } {
+  const lines: Record<string, any>[] = [];
+  const logger = createLogger({ role, level });
+  logger.clear();
+  logger.add(
+    new winston.transports.Stream({
+      stream: new Writable({
+        write(chunk, _enc, cb) {
+          for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+          cb();
+        },
+      }),
+    }),
+  );
+  return { logger, lines };
 }

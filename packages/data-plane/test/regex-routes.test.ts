@@ -2,12 +2,9 @@
 // refused such regexes) must not let one request stall the proxy: the data plane leaves the
 // route out, with a warning, whether the snapshot comes from the store or from its disk cache.
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
-import winston from 'winston';
-import { createLogger } from '@gatehouse/core/logger.ts';
 import { MemoryStore } from '@gatehouse/core/store/memory.ts';
-import { tempDir } from '@gatehouse/core/testing.ts';
+import { capturingLogger, tempDir } from '@gatehouse/core/testing.ts';
 import { cacheFile, startDataPlane, type DataPlane } from '../src/index.ts';
 import { writeFileAtomic } from '../src/sync.ts';
 import { dpConfig, publish, req, route, service, snapshot, startUpstream, type Upstream } from './helpers.ts';
@@ -24,22 +21,6 @@ after(async () => {
   await up.close();
 });
 
-function capturingLogger() {
-  const lines: Record<string, any>[] = [];
-  const logger = createLogger({ role: 'data-plane', level: 'warn' });
-  logger.clear();
-  logger.add(
-    new winston.transports.Stream({
-      stream: new Writable({
-        write(chunk, _enc, cb) {
-          for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
-          cb();
-        },
-      }),
-    }),
-  );
-  return { logger, lines };
-}
 
 function legacySnapshot() {
   const svc = service({ host: '127.0.0.1', port: up.port });
@@ -79,7 +60,7 @@ function assertWarned(lines: Record<string, any>[]) {
 test('a snapshot from the store: the stalling routes are left out and every request is answered promptly', async () => {
   const store = new MemoryStore();
   await publish(store, legacySnapshot());
-  const { logger, lines } = capturingLogger();
+  const { logger, lines } = capturingLogger('data-plane', 'warn');
   const dir = tempDir();
   dirs.push(dir);
   const dp = await startDataPlane({ config: dpConfig({ GATEHOUSE_DATA_DIR: dir.path }), store, logger, plugins: new Map() });
@@ -93,7 +74,7 @@ test('the disk cache at start: the same', async () => {
   const dir = tempDir();
   dirs.push(dir);
   writeFileAtomic(cacheFile(dir.path), JSON.stringify(legacySnapshot()));
-  const { logger, lines } = capturingLogger();
+  const { logger, lines } = capturingLogger('data-plane', 'warn');
   const dp = await startDataPlane({ config: dpConfig({ GATEHOUSE_DATA_DIR: dir.path }), store: new MemoryStore(), logger, plugins: new Map() });
   planes.push(dp);
   assert.equal(dp.configVersion?.version, 1);

@@ -8,6 +8,7 @@ import * as controlPlane from './commands/control-plane.ts';
 import * as migrations from './commands/migrations.ts';
 import * as dataPlane from './commands/data-plane.ts';
 import * as start from './commands/start.ts';
+import * as adminEntities from './commands/admin-entities.ts';
 
 const program = new Command('gatehouse')
   .description('Gatehouse API gateway: Kong-compatible admin API, proxy and OAuth 2.0 server')
@@ -22,5 +23,6 @@ controlPlane.register(program);
 migrations.register(program);
 dataPlane.register(program);
 start.register(program);
+adminEntities.register(program);
 
 await program.parseAsync(process.argv);

@@ -1,8 +1,7 @@
 // The proxy: plain node:http / node:https servers, one compiled config swapped atomically on
 // each snapshot, the plugin pipeline (access → upstream → response → log) and Kong's proxy
 // errors. Nothing here touches express, Prisma or pg.
-import { randomBytes } from 'node:crypto';
-import { createServer as createHttpServer, ServerResponse, type ServerOptions, STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpServer, ServerResponse, type ServerOptions, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -19,58 +18,14 @@ import { normalizePath } from '@gatehouse/core/uri.ts';
 import { upstreamPathV0, upstreamPathV1 } from './router.ts';
 import { TrustedIps } from './trusted-ips.ts';
 import { onClientError } from './client-errors.ts';
+import { addProxyHeaders, clientHeadFromRaw, dropClientClaims, flatHead, hostOf, pluginHeaderValue, prepareClientHeaders, scanNames, TWO_HOSTS, UNDERSCORE, upstreamHeaders } from './header-rules.ts';
+import { BODY_400, BODY_404, BODY_405, BODY_413, BODY_500, BODY_502, BODY_503_DNS, BODY_503_NO_SERVICE, BODY_504, jsonBody, pluginAnswer, redirectToHttps, sendRaw } from './kong-responses.ts';
+import { bufferBody, PayloadTooLarge } from './request-body.ts';
+import { requestIdOf } from './request-id.ts';
+import { peerAddress } from './trusted-ips.ts';
 
-export const MAX_BUFFERED_BODY = 8 * 1024 * 1024;
-
-/** Sent upstream only when a plugin set them: whatever the client sent is removed first. */
-export const IDENTITY_HEADERS = [
-  'x-consumer-id',
-  'x-consumer-custom-id',
-  'x-consumer-username',
-  'x-credential-identifier',
-  'x-authenticated-scope',
-  'x-authenticated-userid',
-  'x-anonymous-consumer',
-] as const;
-
-/** Hop-by-hop headers: they concern one connection and are never forwarded. */
-const HOP_BY_HOP_SET = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'expect', 'trailer']);
-
-const VIA = '1.1 gatehouse';
-const NON_ASCII = /[^\u0000-\u007f]/;
-const JSON_TYPE = 'application/json; charset=utf-8';
-
-function jsonBody(message: string): Buffer {
-  return Buffer.from(JSON.stringify({ message }));
-}
-
-const BODY_404 = jsonBody('no Route matched with those values');
-const BODY_426 = jsonBody('Please use HTTPS protocol');
-const BODY_500 = jsonBody('An unexpected error occurred');
-const BODY_502 = jsonBody('An invalid response was received from the upstream server');
-const BODY_503_NO_SERVICE = jsonBody('no Service found with those values');
-const BODY_503_DNS = jsonBody('name resolution failed');
-const BODY_504 = jsonBody('The upstream server is timing out');
-const BODY_413 = jsonBody('Request size limit exceeded');
-const BODY_400 = jsonBody('Bad request');
-const BODY_405 = jsonBody('Method not allowed');
-
-function sendRaw(res: ServerResponse, status: number, body: Buffer, requestId: string | null, extra?: Record<string, string>) {
-  if (res.headersSent || res.destroyed) {
-    if (!res.writableEnded) res.destroy();
-    return;
-  }
-  // Headers a plugin set for the response that did not happen (it failed halfway) are not this one's.
-  for (const name of res.getHeaderNames()) res.removeHeader(name);
-  const headers: Record<string, string | number> = { 'content-type': JSON_TYPE, 'content-length': body.length, via: VIA };
-  if (requestId) headers['x-request-id'] = requestId;
-  if (extra) Object.assign(headers, extra);
-  // Named afresh: a head Node refused (a bad upstream header) may have left the upstream's reason.
-  res.writeHead(status, STATUS_CODES[status], headers);
-  res.end(body);
-}
-
-class PayloadTooLarge extends Error {}
+// The proxy tests take it from here.
+export { IDENTITY_HEADERS } from './header-rules.ts';
 
 /**
  * Closes an upgraded connection once its answer (not a tunnel) is sent. Node no longer reads it,
@@ -145,13 +100,7 @@ class Exchange implements RequestContext, ForwardRequest {
   }
 
   setUpstreamHeader(name: string, value: string | null): void {
-    // Checked here, where the plugin at fault is known (its handler fails: a 500 and a log line
-    // naming it); Node would refuse the header only later, in the middle of forwarding.
-    validateHeaderName(name);
-    // A value is text: anything beyond ASCII (José, 张伟) goes as its UTF-8 bytes, as Kong sends
-    // it. Node writes header strings as Latin-1, one byte per character.
-    if (value !== null && NON_ASCII.test(value)) value = Buffer.from(value, 'utf8').toString('latin1');
-    if (value !== null) validateHeaderValue(name, value);
+    value = pluginHeaderValue(name, value);
     const key = name.toLowerCase();
     if (key === 'host') {
       if (value !== null) this.req.headers.host = value;
@@ -166,47 +115,7 @@ class Exchange implements RequestContext, ForwardRequest {
   }
 
   readBody(): Promise<Buffer> {
-    if (this._body) return this._body;
-    const req = this.req;
-    const declared = Number(req.headers['content-length'] ?? 0);
-    this._body = new Promise<Buffer>((resolve, reject) => {
-      if (declared > MAX_BUFFERED_BODY) return reject(new PayloadTooLarge());
-      if (req.readableEnded || (declared === 0 && req.headers['transfer-encoding'] === undefined)) {
-        this.bufferedBody ??= Buffer.alloc(0);
-        return resolve(this.bufferedBody);
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const onData = (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_BUFFERED_BODY) {
-          cleanup();
-          req.resume();
-          reject(new PayloadTooLarge());
-          return;
-        }
-        chunks.push(chunk);
-      };
-      const onEnd = () => {
-        cleanup();
-        const body = Buffer.concat(chunks, size);
-        this.bufferedBody ??= body;
-        resolve(body);
-      };
-      const onError = (err: Error) => {
-        cleanup();
-        reject(err);
-      };
-      const cleanup = () => {
-        req.off('data', onData);
-        req.off('end', onEnd);
-        req.off('error', onError);
-      };
-      req.on('data', onData);
-      req.on('end', onEnd);
-      req.on('error', onError);
-    });
-    return this._body;
+    return (this._body ??= bufferBody(this));
   }
 
   setUpstreamBody(body: Buffer): void {
@@ -216,23 +125,8 @@ class Exchange implements RequestContext, ForwardRequest {
   respond(status: number, body: unknown, headers?: Record<string, string>): void {
     if (this.responded) return;
     const res = this.res;
-    let payload: Buffer;
-    let type: string | null = null;
-    if (body === undefined || body === null) payload = Buffer.alloc(0);
-    else if (Buffer.isBuffer(body)) payload = body;
-    else if (typeof body === 'string') {
-      payload = Buffer.from(body);
-      type = 'text/plain; charset=utf-8';
-    } else {
-      payload = Buffer.from(JSON.stringify(body));
-      type = JSON_TYPE;
-    }
-    if (type && !hasHeader(headers, 'content-type')) res.setHeader('content-type', type);
-    res.setHeader('content-length', payload.length);
-    res.setHeader('via', VIA);
-    res.setHeader('x-request-id', this.requestId);
-    // Marked responded only now: a header Node refuses throws first, and the plugin's failure still gets its 500.
-    if (headers) for (const k in headers) res.setHeader(k, headers[k]);
+    // Marked responded only after: a header Node refuses throws first, and the plugin's failure still gets its 500.
+    const payload = pluginAnswer(res, body, this.requestId, headers);
     this._responded = true;
     res.statusCode = status;
     res.end(payload);
@@ -314,51 +208,14 @@ class Exchange implements RequestContext, ForwardRequest {
     const emptyQuery = query === '' && this.queryOverride === null && req.url!.charCodeAt(req.url!.length - 1) === 63; /* ? */
     this.upstreamUrl = query === '' && !emptyQuery ? upstreamPath : `${upstreamPath}?${query}`;
 
-    // The upstream's headers: the client's minus hop-by-hop ones. Edited in place when only
-    // `Connection` is in the way (overwritten with what the pooled socket sends anyway), else
-    // copied: `delete` would turn the object into a slow dictionary for http-proxy.
-    const trusted = this.trustedPeer;
-    const buffered = this.bufferedBody !== null;
-    let out: IncomingHttpHeaders = h;
-    if (
-      h['keep-alive'] !== undefined ||
-      h['proxy-connection'] !== undefined ||
-      h.te !== undefined ||
-      h.upgrade !== undefined ||
-      h.expect !== undefined ||
-      h.trailer !== undefined ||
-      (!trusted && (h['x-forwarded-prefix'] !== undefined || h.forwarded !== undefined)) ||
-      (buffered && h['transfer-encoding'] !== undefined)
-    ) {
-      out = {};
-      for (const k in h) {
-        if (HOP_BY_HOP_SET.has(k)) continue;
-        // RFC 7239's Forwarded says what X-Forwarded-* say: believed from trusted peers only.
-        if ((k === 'x-forwarded-prefix' || k === 'forwarded') && !trusted) continue;
-        if (k === 'transfer-encoding' && buffered) continue;
-        out[k] = h[k];
-      }
-    } else if (h.connection !== undefined) h.connection = 'keep-alive';
+    const out = upstreamHeaders(h, this.trustedPeer, this.bufferedBody !== null);
     // A WebSocket handshake keeps the two headers that ask the upstream to switch protocols.
     if (this.upgrade !== null) {
       out.connection = 'upgrade';
       out.upgrade = h.upgrade;
     }
 
-    // X-Forwarded-*: believed from trusted peers only (Kong's trusted_ips).
-    const peer = this.peer;
-    const xff = h['x-forwarded-for'];
-    out['x-forwarded-for'] = xff ? `${xff}, ${peer}` : peer;
-    if (!trusted || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = this.scheme;
-    if (!trusted || out['x-forwarded-host'] === undefined) out['x-forwarded-host'] = this.host;
-    if (!trusted || out['x-forwarded-port'] === undefined) out['x-forwarded-port'] = this.listenerPort;
-    if (!trusted || out['x-forwarded-path'] === undefined) out['x-forwarded-path'] = this.path;
-    if ((!trusted || out['x-forwarded-prefix'] === undefined) && stripped !== null && stripped !== '/' && stripped !== '') {
-      out['x-forwarded-prefix'] = stripped;
-    }
-    out['x-real-ip'] = this.clientIp;
-    out.via = h.via ? `${h.via}, ${VIA}` : VIA;
-    out['x-request-id'] = this.requestId;
+    addProxyHeaders(out, h, this, this.listenerPort, stripped);
     if (!route.preserve_host) out.host = upstream.hostHeader;
     if (this.bufferedBody) {
       if (this.upgrade === null) out['content-length'] = String(this.bufferedBody.length);
@@ -388,16 +245,11 @@ class Exchange implements RequestContext, ForwardRequest {
    */
   onUpstreamResponse(upstream: IncomingMessage): string[] | null {
     const list = this.payload.chain.response;
+    const http10 = this.req.httpVersion === '1.0';
     // Without response plugins the list is copied from the raw headers, so Node never builds
     // the response's header object.
-    if (list.length === 0) return this.responseHead(upstream.rawHeaders);
-    const headers = upstream.headers;
-    this.upstreamKeepAlive = headers['keep-alive'] as string | undefined;
-    delete headers.connection;
-    delete headers['keep-alive'];
-    if (this.req.httpVersion === '1.0') delete headers['transfer-encoding'];
-    headers.via = headers.via ? `${headers.via}, ${VIA}` : VIA;
-    headers['x-request-id'] = this.requestId;
+    if (list.length === 0) return clientHeadFromRaw(upstream.rawHeaders, http10, this.requestId, this);
+    this.upstreamKeepAlive = prepareClientHeaders(upstream.headers, http10, this.requestId);
     const https = this.scheme === 'https';
     for (const entry of list) {
       const applied = resolveEntry(entry, this.consumer?.id ?? null, https);
@@ -410,42 +262,7 @@ class Exchange implements RequestContext, ForwardRequest {
       }
       if (this.responded) return null;
     }
-    const out: string[] = [];
-    for (const name in headers) {
-      const value = headers[name];
-      if (value === undefined) continue;
-      if (Array.isArray(value)) for (const v of value) out.push(name, v);
-      else out.push(name, String(value));
-    }
-    return out;
-  }
-
-  private responseHead(raw: string[]): string[] {
-    const out: string[] = [];
-    let via: string | undefined;
-    const http10 = this.req.httpVersion === '1.0';
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i];
-      const n = name.length;
-      // Only names of these lengths can need attention; compared without lower-casing copies.
-      if (n === 10) {
-        if (equalsIgnoreCase(name, 'connection')) continue;
-        if (equalsIgnoreCase(name, 'keep-alive')) {
-          this.upstreamKeepAlive = raw[i + 1];
-          continue;
-        }
-      } else if (n === 3) {
-        if (equalsIgnoreCase(name, 'via')) {
-          via = via === undefined ? raw[i + 1] : `${via}, ${raw[i + 1]}`;
-          continue;
-        }
-      } else if (n === 12) {
-        if (equalsIgnoreCase(name, 'x-request-id')) continue;
-      } else if (n === 17 && http10 && equalsIgnoreCase(name, 'transfer-encoding')) continue;
-      out.push(name, raw[i + 1]);
-    }
-    out.push('Via', via === undefined ? VIA : `${via}, ${VIA}`, 'X-Request-Id', this.requestId);
-    return out;
+    return flatHead(upstream.headers);
   }
 
   onUpstreamError(kind: UpstreamFailure, err: Error): void {
@@ -477,95 +294,6 @@ class Exchange implements RequestContext, ForwardRequest {
       }
     }
   }
-}
-
-/**
- * `name` (an HTTP token, as the parser passed it) equals `lower`, a lower-case name, ignoring
- * ASCII case. Setting bit 0x20 lower-cases letters and leaves every other token character as it is.
- */
-function equalsIgnoreCase(name: string, lower: string): boolean {
-  if (name.length !== lower.length) return false;
-  for (let i = 0; i < lower.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
-  return true;
-}
-
-/** Headers the gateway sets for the upstream, spelt with underscores for dashes. */
-const UNDERSCORE_SPELT = new Set<string>([
-  ...IDENTITY_HEADERS,
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'x-forwarded-port',
-  'x-forwarded-path',
-  'x-forwarded-prefix',
-  'x-real-ip',
-]);
-
-/**
- * Removes `X_Consumer_Username` and the like: servers that map headers to CGI-style variables
- * (HTTP_X_CONSUMER_USERNAME) read them as the header the gateway vouches for.
- */
-function dropUnderscoreSpellings(h: IncomingHttpHeaders): void {
-  for (const name of Object.keys(h)) {
-    if (name.indexOf('_') !== -1 && UNDERSCORE_SPELT.has(name.replaceAll('_', '-'))) delete h[name];
-  }
-}
-
-/** Whether the client sent any identity header (named loads: this runs on every request). */
-function hasIdentityHeader(h: IncomingHttpHeaders): boolean {
-  return (
-    h['x-consumer-id'] !== undefined ||
-    h['x-consumer-custom-id'] !== undefined ||
-    h['x-consumer-username'] !== undefined ||
-    h['x-credential-identifier'] !== undefined ||
-    h['x-authenticated-scope'] !== undefined ||
-    h['x-authenticated-userid'] !== undefined ||
-    h['x-anonymous-consumer'] !== undefined
-  );
-}
-
-/**
- * Removes the headers `connection` names, but for its usual options, Host, and the headers that
- * frame the body (Node has read the body by them; without them it would be forwarded empty).
- */
-function dropConnectionOptions(h: IncomingHttpHeaders, connection: string): void {
-  for (const part of connection.split(',')) {
-    const name = part.trim().toLowerCase();
-    if (name === '' || name === 'keep-alive' || name === 'close' || name === 'upgrade' || name === 'host') continue;
-    if (name === 'content-length' || name === 'transfer-encoding') continue;
-    delete h[name];
-  }
-}
-
-function hasHeader(headers: Record<string, string> | undefined, name: string): boolean {
-  if (!headers) return false;
-  for (const k in headers) if (k.toLowerCase() === name) return true;
-  return false;
-}
-
-const REQUEST_ID_OK = /^[\w.:@/+=-]{1,200}$/;
-
-/**
- * Ids for requests that bring none, shaped as a UUID: 80 random bits per process, then a 16-bit
- * epoch (4 hex digits) and a counter (8). Unique without a randomUUID() per request, which was
- * measurable on the hot path. The counter runs from 2^28 to 2^30: a small integer whose hex form
- * always has 8 digits (a larger number's toString(16) goes through floating-point division).
- */
-const REQUEST_ID_PREFIX = randomBytes(10)
-  .toString('hex')
-  .replace(/^(.{8})(.{4})(.{4})(.{4})$/, '$1-$2-$3-$4-');
-const COUNTER_FIRST = 2 ** 28;
-const COUNTER_END = 2 ** 30;
-let requestCounter = COUNTER_FIRST;
-let requestEpoch = 0;
-let requestEpochHex = '0000';
-function nextRequestId(): string {
-  if (requestCounter === COUNTER_END) {
-    requestCounter = COUNTER_FIRST;
-    requestEpoch = (requestEpoch + 1) & 0xffff;
-    requestEpochHex = requestEpoch.toString(16).padStart(4, '0');
-  }
-  return REQUEST_ID_PREFIX + requestEpochHex + (requestCounter++).toString(16);
 }
 
 export interface ProxyRuntimeOptions {
@@ -638,30 +366,13 @@ export class ProxyRuntime {
     return run;
   }
 
-  peerAddress(req: IncomingMessage): string {
-    const a = req.socket.remoteAddress ?? '';
-    return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
-  }
-
-  /** Host header without the port. */
-  hostOf(host: string | undefined): string {
-    if (!host) return '';
-    if (host.charCodeAt(0) === 91 /* [ */) {
-      const end = host.indexOf(']');
-      return end === -1 ? host : host.slice(0, end + 1);
-    }
-    const colon = host.indexOf(':');
-    return colon === -1 ? host : host.slice(0, colon);
-  }
-
   /**
    * One request on a listener; `listenerPort` is that listener's port, as text. `upgrade`: the
    * request is a WebSocket handshake, from this client connection.
    */
   handle(req: IncomingMessage, res: ServerResponse, https: boolean, listenerPort: string, upgrade: HandshakeClient | null): void {
     const cfg = this.current;
-    const incomingId = req.headers['x-request-id'];
-    const requestId = typeof incomingId === 'string' && REQUEST_ID_OK.test(incomingId) ? incomingId : nextRequestId();
+    const requestId = requestIdOf(req);
     if (cfg === null) return sendRaw(res, 503, this.noConfigBody, requestId);
     // TRACE would echo the request, credentials included, back to a script (cross-site tracing); nginx refuses it too.
     if (req.method === 'TRACE') return sendRaw(res, 405, BODY_405, requestId);
@@ -678,24 +389,15 @@ export class ProxyRuntime {
     const q = url.indexOf('?');
     const path = normalizePath(q === -1 ? url : url.slice(0, q));
     const rawQuery = q === -1 ? '' : url.slice(q + 1);
-    // Names with an underscore (X_Consumer_Id: some servers read it as X-Consumer-Id) and a
-    // second Host (a proxy in front may route on the other one) are looked for in one pass.
     const raw = req.rawHeaders;
-    let hosts = 0;
-    let underscore = false;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i];
-      if (name.length === 4) {
-        if (name.toLowerCase() === 'host') hosts++;
-      } else if (name.indexOf('_') !== -1) underscore = true;
-    }
-    if (hosts > 1) return sendRaw(res, 400, BODY_400, requestId);
+    const names = scanNames(raw);
+    if (names === TWO_HOSTS) return sendRaw(res, 400, BODY_400, requestId);
     const hostHeader = req.headers.host;
     let host = '';
     let port = 0;
     if (hostHeader) {
       const lower = hostHeader.toLowerCase();
-      host = this.hostOf(lower);
+      host = hostOf(lower);
       const rest = lower.length > host.length + 1 ? lower.slice(host.length + 1) : '';
       port = rest ? Number(rest) : 0;
     }
@@ -713,24 +415,17 @@ export class ProxyRuntime {
     if (match === null) return sendRaw(res, 404, BODY_404, requestId);
     const payload = match.payload;
 
-    const peer = this.peerAddress(req);
+    const peer = peerAddress(req);
     const trustedPeer = this.trusted.has(peer);
     let scheme: 'http' | 'https' = https ? 'https' : 'http';
     if (payload.httpsOnly && !https) {
       const fwd = trustedPeer ? req.headers['x-forwarded-proto'] : undefined;
-      if (fwd !== 'https') return this.redirectToHttps(req, res, payload, host, url, requestId);
+      if (fwd !== 'https') return redirectToHttps(req, res, payload.redirectStatus, host, url, requestId);
     }
     if (trustedPeer && req.headers['x-forwarded-proto'] === 'https') scheme = 'https';
     const clientIp = trustedPeer ? this.trusted.clientIp(peer, req.headers['x-forwarded-for']) : peer;
 
-    // Identity headers come from plugins only.
-    const h = req.headers;
-    if (hasIdentityHeader(h)) for (const name of IDENTITY_HEADERS) delete h[name];
-    if (underscore) dropUnderscoreSpellings(h);
-    // Headers the client's Connection header names are hop-by-hop too (RFC 9110 7.6.1). Dropped
-    // before the plugins run, so a client cannot name one a plugin sets for the upstream.
-    const connection = h.connection;
-    if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close') dropConnectionOptions(h, connection);
+    dropClientClaims(req.headers, names === UNDERSCORE);
 
     const ex = new Exchange(
       this,
@@ -802,17 +497,6 @@ export class ProxyRuntime {
     const websocket = req.method === 'GET' && typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket';
     if (websocket) handshake = new HandshakeClient(socket, head);
     this.handle(req, res, https, listenerPort, handshake);
-  }
-
-  private redirectToHttps(req: IncomingMessage, res: ServerResponse, payload: RoutePayload, host: string, url: string, requestId: string) {
-    const status = payload.redirectStatus;
-    req.resume();
-    if (status === 426) {
-      return sendRaw(res, 426, BODY_426, requestId, { connection: 'Upgrade', upgrade: 'TLS/1.2, HTTP/1.1' });
-    }
-    const body = Buffer.alloc(0);
-    res.writeHead(status, { location: `https://${host}${url}`, 'content-length': 0, via: VIA, 'x-request-id': requestId });
-    res.end(body);
   }
 
   /** Opens the proxy listeners. `tls` is required when one of them is marked ssl. */

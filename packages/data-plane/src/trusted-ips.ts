@@ -1,7 +1,14 @@
 // GATEHOUSE_TRUSTED_IPS, as Kong's trusted_ips: addresses and CIDRs (IPv4 and IPv6) whose
 // X-Forwarded-* headers are believed. `0.0.0.0/0,::/0` trusts everyone; empty trusts no one.
+import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import { LRUCache } from 'lru-cache';
+
+/** The TCP peer's address, whose trust is checked: an IPv4-mapped IPv6 one shown as IPv4. */
+export function peerAddress(req: IncomingMessage): string {
+  const a = req.socket.remoteAddress ?? '';
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
 
 export class TrustedIps {
   private readonly list = new BlockList();

@@ -6,6 +6,8 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { relay, startResponse } from './relay.ts';
+import { awaitConnect, clientLeft, judge, STATE, timeOut, type Attempt } from './retries.ts';
 
 /** One service's upstream, compiled when a snapshot is applied. */
 export interface Upstream {
@@ -57,8 +59,6 @@ export interface ForwardingEngine {
   close(): void;
 }
 
-/** Each request's attempt, for http-proxy's events (a WeakMap instead cost far more in GC). */
-const STATE = Symbol('gatehouse.forward');
 /** The attempt an upstream socket carries now (checked against the socket's current request). */
 const SOCKET_ATTEMPT = Symbol('gatehouse.attempt');
 /** The upstream's `Keep-Alive` response header, kept on the socket before the exchange drops it. */
@@ -108,25 +108,6 @@ export function closeExpiredIdleSockets(agent: HttpAgent, now: number): void {
     if (!pool) continue;
     for (const socket of pool) if ((socket[IDLE_DEADLINE] ?? Infinity) <= now) socket.destroy();
   }
-}
-
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED', 'EADDRNOTAVAIL']);
-const DNS_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME']);
-
-/** One try at reaching the upstream for a request (a refused connection is tried again, up to `retries`). */
-interface Attempt {
-  request: ForwardRequest;
-  upstream: Upstream;
-  attempt: number;
-  timedOut: boolean;
-  connected: boolean;
-  responded: boolean;
-  /** The upstream request of the current attempt, once it has a socket. */
-  proxyReq: ClientRequest | null;
-  /** The upstream's response, once its head arrived. */
-  proxyRes: IncomingMessage | null;
-  /** The longest a client may take nothing of its response while the upstream waits (ms). */
-  sendTimeout: number;
 }
 
 interface AttemptState extends Attempt {
@@ -188,60 +169,6 @@ export class HandshakeClient {
   }
 }
 
-/** The client's connection is gone: nothing sent upstream for it would be answered. */
-function clientLeft(request: ForwardRequest): boolean {
-  return request.res.destroyed || request.req.socket.destroyed;
-}
-
-/** What an upstream error means for the request: try again, or which failure to answer with. */
-function judge(state: Attempt, err: Error, replayable: boolean): UpstreamFailure | 'retry' {
-  const code = (err as NodeJS.ErrnoException).code ?? '';
-  if (DNS_ERRORS.has(code)) return 'dns';
-  const connectFailure = !state.connected && (CONNECT_ERRORS.has(code) || state.timedOut);
-  // A reused keep-alive socket the upstream closed just as we wrote also counts as a connection failure.
-  const staleSocket = state.connected && !state.responded && code === 'ECONNRESET' && !state.timedOut;
-  if ((connectFailure || staleSocket) && replayable && state.attempt < state.upstream.retries && !clientLeft(state.request)) return 'retry';
-  if (state.timedOut) return 'timeout';
-  if (connectFailure) return 'connect';
-  return 'invalid';
-}
-
-/**
- * Writes the client's response head from the upstream's, after the response plugins. False:
- * nothing to relay (the exchange answered itself, or Node refused a header value and the
- * client got the invalid-response error); the upstream's body is drained.
- */
-function startResponse(state: Attempt, proxyRes: IncomingMessage): boolean {
-  const { request } = state;
-  const head = request.onUpstreamResponse(proxyRes);
-  if (head === null) {
-    proxyRes.resume();
-    return false;
-  }
-  try {
-    writeHead(request.res, proxyRes, head);
-    return true;
-  } catch (err) {
-    proxyRes.resume();
-    state.responded = false;
-    request.onUpstreamError('invalid', err as Error);
-    return false;
-  }
-}
-
-function writeHead(res: ServerResponse, proxyRes: IncomingMessage, head: string[]): void {
-  try {
-    res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage || undefined, head);
-  } catch (err) {
-    // A `Trailer` header on a response the client gets unchunked (HTTP/1.0, a length, HEAD,
-    // 204, 304), where trailers cannot go: the response goes without it.
-    if ((err as NodeJS.ErrnoException).code !== 'ERR_HTTP_TRAILER_INVALID') throw err;
-    const without: string[] = [];
-    for (let i = 0; i < head.length; i += 2) if (head[i].toLowerCase() !== 'trailer') without.push(head[i], head[i + 1]);
-    res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage || undefined, without);
-  }
-}
-
 function hasStreamedBody(req: IncomingMessage): boolean {
   const len = req.headers['content-length'];
   if (len !== undefined) return len !== '0';
@@ -249,96 +176,6 @@ function hasStreamedBody(req: IncomingMessage): boolean {
 }
 
 const SOCKET_LISTENING = Symbol('gatehouse.readTimeoutListener');
-/**
- * `close` listener of an upstream response (`this`, carrying its attempt like the client's
- * request), shared by every one: cut short (the upstream reset or closed mid-body), it cuts
- * the client's response short too, as nginx does. Without it the client would wait for
- * the rest of the body forever.
- */
-function onUpstreamResponseClose(this: IncomingMessage): void {
-  if (!this.complete) ((this as any)[STATE] as Attempt | undefined)?.request.res.destroy();
-}
-
-/**
- * The upstream response's body goes to the client through listeners shared by every response
- * (`this`, carrying its attempt): what `pipe()` would do, without its per-request setup and
- * teardown of seven listeners. A client that reads slowly pauses the upstream until its
- * response drains; either side closing early is handled by the `close` listeners.
- */
-function relayChunk(this: IncomingMessage, chunk: Buffer): void {
-  const state = (this as any)[STATE] as Attempt;
-  if (!state.request.res.write(chunk)) holdBack(this, state);
-}
-
-/**
- * The client's socket is full: stop reading the upstream until it drains. The upstream is then
- * waiting for us, not silent, so its read_timeout stops counting (else a slow client would have
- * its response cut off); instead the client gets send_timeout to take the data, as nginx's
- * send_timeout, and is dropped (with the upstream connection) if it takes nothing for that long.
- */
-function holdBack(proxyRes: IncomingMessage, state: Attempt): void {
-  const res = state.request.res;
-  proxyRes.pause();
-  proxyRes.socket?.setTimeout(0);
-  res.socket?.setTimeout(state.sendTimeout);
-  res.once('drain', onClientDrain);
-}
-
-function onClientDrain(this: ServerResponse): void {
-  const state = (this.req as any)?.[STATE] as Attempt | undefined;
-  const proxyRes = state?.proxyRes;
-  if (!proxyRes) return;
-  // The proxy server has no idle timeout of its own (server.timeout is 0) to restore.
-  this.socket?.setTimeout(0);
-  proxyRes.socket?.setTimeout(state.upstream.readTimeout);
-  proxyRes.resume();
-}
-
-function relayEnd(this: IncomingMessage): void {
-  const state = (this as any)[STATE] as Attempt;
-  const res = state.request.res;
-  if (this.rawTrailers.length !== 0) relayTrailers(this.rawTrailers, res);
-  res.end();
-  // The end of the response still waits in the client's socket (the client is not reading):
-  // send_timeout covers it too, until it is taken.
-  const socket = res.socket;
-  if (socket !== null && socket.writableLength !== 0) {
-    socket.setTimeout(state.sendTimeout);
-    res.prependOnceListener('finish', onSentOut);
-  }
-}
-
-/**
- * `finish` listener, ahead of Node's own: the response was taken, send_timeout is over. Node
- * then sets the keep-alive timeout, or starts a pipelined response, which must not inherit it.
- */
-function onSentOut(this: ServerResponse): void {
-  this.socket?.setTimeout(0);
-}
-
-/** Relays the upstream's body to the client, whose head is written (see relayChunk). */
-function relay(state: Attempt, proxyRes: IncomingMessage): void {
-  // An upstream response cut short cuts the client's short (the other way: onClientResponseClose).
-  (proxyRes as any)[STATE] = state;
-  proxyRes.on('close', onUpstreamResponseClose);
-  proxyRes.on('data', relayChunk);
-  proxyRes.on('end', relayEnd);
-}
-
-/**
- * The upstream's trailers (after a chunked body) go on to the client, whose response is chunked
- * too; a client that cannot take them (HTTP/1.0) gets none, which Node decides. If Node refuses
- * one, the trailers are dropped (an empty list clears what was added), not the response.
- */
-function relayTrailers(raw: string[], res: ServerResponse): void {
-  const trailers: [string, string][] = [];
-  for (let i = 0; i < raw.length; i += 2) trailers.push([raw[i], raw[i + 1]]);
-  try {
-    res.addTrailers(trailers);
-  } catch {
-    res.addTrailers([]);
-  }
-}
 
 /**
  * `close` listener of a client response (`this`), shared by every one: closed before it was
@@ -353,22 +190,6 @@ function onClientResponseClose(this: ServerResponse): void {
   state.clientGone = true;
   if (state.proxyRes) state.proxyRes.destroy();
   else state.proxyReq?.destroy();
-}
-
-/** Gives up on the attempt's upstream request: its `what` (connect, read, write) took too long. */
-function timeOut(state: Attempt, proxyReq: ClientRequest, what: string): void {
-  state.timedOut = true;
-  proxyReq.destroy(Object.assign(new Error(`upstream ${what} timeout`), { code: 'ETIMEDOUT' }));
-}
-
-/** A new upstream socket is connecting: runs `then` once it is, or times the attempt out at connect_timeout. */
-function awaitConnect(state: Attempt, proxyReq: ClientRequest, socket: Socket, then: () => void): void {
-  const timer = setTimeout(timeOut, state.upstream.connectTimeout, state, proxyReq, 'connect');
-  socket.once(state.upstream.protocol === 'https' ? 'secureConnect' : 'connect', () => {
-    clearTimeout(timer);
-    then();
-  });
-  socket.once('close', () => clearTimeout(timer));
 }
 
 /**

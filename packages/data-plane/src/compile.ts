@@ -1,10 +1,10 @@
 // A snapshot compiled into the immutable object requests run against: router, upstreams with
 // their keep-alive agents, and each route's plugin chain. Applying a snapshot swaps one
 // reference, so requests in flight finish on the object they started with.
-import type { Agent } from 'node:http';
 import type { RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
-import { closeExpiredIdleSockets, createAgent, type Upstream } from './forward.ts';
+import type { AgentPool } from './agent-pool.ts';
+import type { Upstream } from './forward.ts';
 import type { PluginChain, PluginRuntime } from './plugins.ts';
 import { Router } from './router.ts';
 
@@ -26,43 +26,6 @@ export interface CompiledConfig {
   router: Router<RoutePayload>;
   upstreams: Map<string, Upstream>;
   consumers: Map<string, Snapshot['consumers'][number]>;
-}
-
-/**
- * Keep-alive agents outlive snapshots while their upstream stays the same. One per read
- * timeout too: a pooled socket keeps its upstream's read timeout (see forward.ts).
- */
-export class AgentPool {
-  private readonly agents = new Map<string, Agent>();
-  private readonly sweep = setInterval(() => {
-    const now = Date.now();
-    for (const agent of this.agents.values()) closeExpiredIdleSockets(agent, now);
-  }, 250).unref();
-
-  get(protocol: 'http' | 'https', host: string, port: number, tlsVerify: boolean, readTimeout: number): { key: string; agent: Agent } {
-    const key = `${protocol}://${host}:${port}|${tlsVerify ? 'verify' : 'noverify'}|${readTimeout}`;
-    let agent = this.agents.get(key);
-    if (!agent) {
-      agent = createAgent(protocol, tlsVerify);
-      this.agents.set(key, agent);
-    }
-    return { key, agent };
-  }
-
-  /** Drops agents no upstream uses any more, after in-flight requests had time to finish. */
-  retain(keys: Set<string>, graceMs: number): void {
-    for (const [key, agent] of this.agents) {
-      if (keys.has(key)) continue;
-      this.agents.delete(key);
-      setTimeout(() => agent.destroy(), graceMs).unref();
-    }
-  }
-
-  destroy(): void {
-    clearInterval(this.sweep);
-    for (const agent of this.agents.values()) agent.destroy();
-    this.agents.clear();
-  }
 }
 
 const HTTP_PROTOCOLS = new Set(['http', 'https']);

@@ -1,11 +1,12 @@
 // The forwarding engine: sends the prepared request to the upstream and streams the answer
 // back. Everything above it (routing, plugins, headers) is engine-agnostic; the one
 // implementation is http-proxy over a keep-alive agent per upstream.
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { request as httpRequest, type Agent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { KEEP_ALIVE_HINT, SOCKET_ATTEMPT, type PooledSocket } from './agent-pool.ts';
 import { relay, startResponse } from './relay.ts';
 import { awaitConnect, clientLeft, judge, STATE, timeOut, type Attempt } from './retries.ts';
 
@@ -23,7 +24,7 @@ export interface Upstream {
   writeTimeout: number;
   retries: number;
   tlsVerify: boolean;
-  agent: HttpAgent;
+  agent: Agent;
   /** http-proxy target, built once. */
   target: { protocol: string; host: string; port: number };
 }
@@ -57,57 +58,6 @@ export interface ForwardingEngine {
    */
   forwardUpgrade(request: ForwardRequest, upstream: Upstream, client: HandshakeClient): void;
   close(): void;
-}
-
-/** The attempt an upstream socket carries now (checked against the socket's current request). */
-const SOCKET_ATTEMPT = Symbol('gatehouse.attempt');
-/** The upstream's `Keep-Alive` response header, kept on the socket before the exchange drops it. */
-const KEEP_ALIVE_HINT = Symbol('gatehouse.keepAliveHint');
-/** When an idle pooled socket must be closed (the upstream said it would close it then). */
-const IDLE_DEADLINE = Symbol('gatehouse.idleDeadline');
-const KEEP_ALIVE_TIMEOUT = /^timeout=(\d+)/;
-
-type PooledSocket = Socket & { [KEEP_ALIVE_HINT]?: string; [IDLE_DEADLINE]?: number; [SOCKET_ATTEMPT]?: AttemptState };
-
-/**
- * Node's agent re-arms a socket's timer twice per request: to its idle timeout when the socket
- * returns to the pool, and we set the read timeout back when it is reused. Here a socket's timer
- * stays at its upstream's read_timeout for its whole life (an idle socket is closed by it, as
- * Kong's upstream_keepalive_idle_timeout does), and `closeExpiredIdleSockets` honours an
- * upstream's shorter `Keep-Alive: timeout=N` as Node does (one second early).
- */
-function keepSocketAlive(this: HttpAgent & { keepAliveMsecs: number }, socket: PooledSocket): boolean {
-  socket.setKeepAlive(true, this.keepAliveMsecs);
-  socket.unref();
-  // Let the finished request's objects go now, not when the socket is next used.
-  socket[SOCKET_ATTEMPT] = undefined;
-  socket[IDLE_DEADLINE] = undefined;
-  const hint = socket[KEEP_ALIVE_HINT];
-  if (hint === undefined) return true;
-  const seconds = KEEP_ALIVE_TIMEOUT.exec(hint)?.[1];
-  if (seconds === undefined) return true;
-  const idleMs = Number(seconds) * 1000 - 1000;
-  if (idleMs <= 0) return false;
-  socket[IDLE_DEADLINE] = Date.now() + idleMs;
-  return true;
-}
-
-/** Keep-alive agent for one upstream (its sockets time out after `readTimeout` of silence). */
-export function createAgent(protocol: 'http' | 'https', tlsVerify: boolean): HttpAgent {
-  const options = { keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 256, scheduling: 'lifo' as const };
-  const agent = protocol === 'https' ? new HttpsAgent({ ...options, rejectUnauthorized: tlsVerify }) : new HttpAgent(options);
-  agent.keepSocketAlive = keepSocketAlive as HttpAgent['keepSocketAlive'];
-  return agent;
-}
-
-/** Closes pooled sockets idle past the deadline their upstream announced. Run periodically. */
-export function closeExpiredIdleSockets(agent: HttpAgent, now: number): void {
-  const pools = agent.freeSockets as NodeJS.ReadOnlyDict<PooledSocket[]>;
-  for (const name in pools) {
-    const pool = pools[name];
-    if (!pool) continue;
-    for (const socket of pool) if ((socket[IDLE_DEADLINE] ?? Infinity) <= now) socket.destroy();
-  }
 }
 
 interface AttemptState extends Attempt {

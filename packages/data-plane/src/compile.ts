@@ -1,9 +1,11 @@
 // A snapshot compiled into the immutable object requests run against: router, upstreams with
-// their keep-alive agents, and each route's plugin chain. Applying a snapshot swaps one
-// reference, so requests in flight finish on the object they started with.
+// their balancers (each target with its keep-alive agent), and each route's plugin chain.
+// Applying a snapshot swaps one reference, so requests in flight finish on the object they
+// started with.
 import type { RouteEntity, ServiceEntity } from '@gatehouse/core/entities.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
 import type { AgentPool } from './agent-pool.ts';
+import { serverTarget, SingleTarget } from './balancer.ts';
 import type { Upstream } from './forward.ts';
 import type { PluginChain, PluginRuntime } from './plugins.ts';
 import { Router } from './router.ts';
@@ -25,6 +27,8 @@ export interface CompiledConfig {
   snapshot: Snapshot;
   router: Router<RoutePayload>;
   upstreams: Map<string, Upstream>;
+  /** The pooled agents its targets use, by AgentPool key. */
+  agentKeys: Set<string>;
   consumers: Map<string, Snapshot['consumers'][number]>;
 }
 
@@ -34,6 +38,7 @@ export function compileSnapshot(snapshot: Snapshot, plugins: PluginRuntime, agen
   const services = new Map<string, ServiceEntity>();
   for (const s of snapshot.services) services.set(s.id, s);
   const upstreams = new Map<string, Upstream>();
+  const agentKeys = new Set<string>();
   const upstreamOf = (svc: ServiceEntity): Upstream | null => {
     let u = upstreams.get(svc.id);
     if (u) return u;
@@ -41,22 +46,16 @@ export function compileSnapshot(snapshot: Snapshot, plugins: PluginRuntime, agen
     const protocol = svc.protocol;
     const tlsVerify = svc.tls_verify === true;
     const { key, agent } = agents.get(protocol, svc.host, svc.port, tlsVerify, svc.read_timeout);
-    const defaultPort = protocol === 'https' ? 443 : 80;
-    const bracketed = svc.host.includes(':') && !svc.host.startsWith('[') ? `[${svc.host}]` : svc.host;
+    agentKeys.add(key);
     u = {
-      key,
       protocol,
-      host: svc.host,
-      port: svc.port,
-      hostHeader: svc.port === defaultPort ? bracketed : `${bracketed}:${svc.port}`,
       path: svc.path,
       connectTimeout: svc.connect_timeout,
       readTimeout: svc.read_timeout,
       writeTimeout: svc.write_timeout,
       retries: svc.retries,
       tlsVerify,
-      agent,
-      target: { protocol: `${protocol}:`, host: svc.host.replace(/^\[|\]$/g, ''), port: svc.port },
+      balancer: new SingleTarget(serverTarget(protocol, svc.host, svc.port, agent)),
     };
     upstreams.set(svc.id, u);
     return u;
@@ -93,6 +92,7 @@ export function compileSnapshot(snapshot: Snapshot, plugins: PluginRuntime, agen
     snapshot,
     router: new Router(inputs),
     upstreams,
+    agentKeys,
     consumers,
   };
 }

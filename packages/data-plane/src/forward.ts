@@ -1,26 +1,21 @@
 // What the exchange and a forwarding engine need from each other: the upstream a request goes
 // to, the request as the engine sees it, and the engine. Everything above it (routing, plugins,
 // headers) is engine-agnostic; the one implementation is http-proxy-engine.ts.
-import type { Agent as HttpAgent, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Balancer, Target } from './balancer.ts';
 import type { HandshakeClient } from './websocket.ts';
 
 /** One service's upstream, compiled when a snapshot is applied. */
 export interface Upstream {
-  key: string;
   protocol: 'http' | 'https';
-  host: string;
-  port: number;
-  /** Host header sent upstream when the route does not preserve the client's. */
-  hostHeader: string;
   path: string | null;
   connectTimeout: number;
   readTimeout: number;
   writeTimeout: number;
   retries: number;
   tlsVerify: boolean;
-  agent: HttpAgent;
-  /** http-proxy target, built once. */
-  target: { protocol: string; host: string; port: number };
+  /** Picks the target (server) of each attempt. */
+  balancer: Balancer;
 }
 
 export type UpstreamFailure = 'connect' | 'timeout' | 'dns' | 'invalid';
@@ -33,6 +28,8 @@ export interface ForwardRequest {
   upstreamUrl: string;
   /** Buffered body (a plugin read it), sent instead of streaming the client's. */
   bufferedBody: Buffer | null;
+  /** The client's Host header goes upstream (else the target's hostHeader). */
+  readonly preserveHost: boolean;
   /**
    * Upstream response headers arrived; runs response-phase plugins and returns the headers for
    * the client as a flat `[name, value, ...]` list. Null: the exchange answered itself.
@@ -40,8 +37,8 @@ export interface ForwardRequest {
   onUpstreamResponse(upstream: IncomingMessage): string[] | null;
   /** The upstream response's `Keep-Alive` header, set by onUpstreamResponse (for the pool). */
   readonly upstreamKeepAlive: string | undefined;
-  /** The upstream could not be reached or failed before answering. */
-  onUpstreamError(kind: UpstreamFailure, err: Error): void;
+  /** The upstream (`target`, the last attempt's) could not be reached or failed before answering. */
+  onUpstreamError(kind: UpstreamFailure, err: Error, target: Target): void;
 }
 
 export interface ForwardingEngine {

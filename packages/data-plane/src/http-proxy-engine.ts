@@ -1,4 +1,4 @@
-// The forwarding engine: http-proxy over a keep-alive agent per upstream. Sends the prepared
+// The forwarding engine: http-proxy over a keep-alive agent per target. Sends the prepared
 // request (its streamed body held until the upstream socket is connected, so a refused
 // connection can be tried again), times out connect, write and read, and hands the answer to
 // relay.ts; WebSocket handshakes go to websocket.ts.
@@ -7,9 +7,10 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
 import { KEEP_ALIVE_HINT, SOCKET_ATTEMPT, type PooledSocket } from './agent-pool.ts';
+import type { Target } from './balancer.ts';
 import type { ForwardingEngine, ForwardRequest, Upstream } from './forward.ts';
 import { relay, startResponse } from './relay.ts';
-import { awaitConnect, clientLeft, judge, STATE, timeOut, type Attempt } from './retries.ts';
+import { answered, awaitConnect, clientLeft, judge, pickTarget, STATE, timeOut, type Attempt } from './retries.ts';
 import { forwardHandshake, type HandshakeClient } from './websocket.ts';
 
 interface AttemptState extends Attempt {
@@ -72,10 +73,10 @@ const NO_BODY = {
 /** Stands in for http-proxy's deleteLength pass (see proxyFor): the request's length headers stay as they came. */
 function keepLength(): void {}
 
-/** The options of an upstream's http-proxy server; `buffer` is what the next web() call pipes upstream. */
+/** The options of a target's http-proxy server; `buffer` is what the next web() call pipes upstream. */
 type ProxyOptions = Omit<httpProxy.ServerOptions, 'buffer'> & { buffer: Readable | typeof NO_BODY };
 
-interface UpstreamProxy {
+interface TargetProxy {
   server: httpProxy;
   options: ProxyOptions;
 }
@@ -93,18 +94,18 @@ export class HttpProxyEngine implements ForwardingEngine {
   }
 
   /**
-   * One http-proxy server per upstream, its target and agent fixed: a request then passes no
+   * One http-proxy server per target, its address and agent fixed: a request then passes no
    * options object, which spares http-proxy a per-request copy of its options.
    */
-  private readonly proxies = new WeakMap<Upstream, UpstreamProxy>();
+  private readonly proxies = new WeakMap<Target, TargetProxy>();
   private readonly all = new Set<WeakRef<httpProxy>>();
 
-  private proxyFor(upstream: Upstream): UpstreamProxy {
-    let found = this.proxies.get(upstream);
+  private proxyFor(target: Target, upstream: Upstream): TargetProxy {
+    let found = this.proxies.get(target);
     if (found) return found;
     const options: ProxyOptions = {
-      target: upstream.target as any,
-      agent: upstream.agent,
+      target: { protocol: `${upstream.protocol}:`, host: target.host.replace(/^\[|\]$/g, ''), port: target.port } as any,
+      agent: target.agent,
       secure: upstream.tlsVerify,
       xfwd: false,
       changeOrigin: false,
@@ -129,8 +130,7 @@ export class HttpProxyEngine implements ForwardingEngine {
     proxy.on('proxyRes', (proxyRes, req) => {
       const state = (req as any)[STATE] as AttemptState | undefined;
       if (!state) return void proxyRes.resume();
-      state.responded = true;
-      state.proxyRes = proxyRes;
+      answered(state, proxyRes);
       const started = startResponse(state, proxyRes);
       (proxyRes.socket as PooledSocket)[KEEP_ALIVE_HINT] = state.request.upstreamKeepAlive;
       if (started) relay(state, proxyRes);
@@ -138,7 +138,7 @@ export class HttpProxyEngine implements ForwardingEngine {
     // Errors without a per-call callback (should not happen): never crash.
     proxy.on('error', () => {});
     found = { server: proxy, options };
-    this.proxies.set(upstream, found);
+    this.proxies.set(target, found);
     if (this.all.size > 1024) for (const ref of this.all) if (!ref.deref()) this.all.delete(ref);
     this.all.add(new WeakRef(proxy));
     return found;
@@ -152,6 +152,7 @@ export class HttpProxyEngine implements ForwardingEngine {
       request,
       upstream,
       attempt: 0,
+      target: null,
       bodyStarted: false,
       gate: null,
       timedOut: false,
@@ -168,8 +169,9 @@ export class HttpProxyEngine implements ForwardingEngine {
   }
 
   private attempt(state: AttemptState) {
-    const { request, upstream } = state;
+    const { request } = state;
     const req = request.req;
+    const target = pickTarget(state);
     req.url = request.upstreamUrl;
     state.timedOut = false;
     state.connected = false;
@@ -177,7 +179,7 @@ export class HttpProxyEngine implements ForwardingEngine {
     let body: Readable | typeof NO_BODY = NO_BODY;
     if (request.bufferedBody) body = Readable.from([request.bufferedBody]);
     else if (hasStreamedBody(req)) body = state.gate = new Readable({ read() {} });
-    const { server, options } = this.proxyFor(upstream);
+    const { server, options } = this.proxyFor(target, state.upstream);
     // Read by http-proxy synchronously within web(): the shared options object then carries this
     // request's body without a per-request copy of the options. One callback for every request
     // (the state hangs off req): no closure per request.
@@ -260,7 +262,7 @@ export class HttpProxyEngine implements ForwardingEngine {
       return;
     }
     const verdict = judge(state, err, !state.bodyStarted);
-    if (verdict !== 'retry') return request.onUpstreamError(verdict, err);
+    if (verdict !== 'retry') return request.onUpstreamError(verdict, err, state.target!);
     state.attempt++;
     this.attempt(state);
   }

@@ -19,6 +19,7 @@ export { SnapshotSync, resolveNodeId, cacheFile, GATEHOUSE_VERSION } from './syn
 export { validateSnapshot, SnapshotError } from './validate.ts';
 export { Router, upstreamPathV0 } from './router.ts';
 export type { ForwardingEngine, ForwardRequest, Upstream } from './forward.ts';
+export type { Balancer, Target } from './balancer.ts';
 
 export interface StartDataPlaneOptions {
   config: GatehouseConfig;

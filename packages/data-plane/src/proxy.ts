@@ -12,6 +12,7 @@ import type { RequestContext } from '@gatehouse/core/plugin-sdk.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
 import type { TlsCredentials } from '@gatehouse/core/tls.ts';
 import { AgentPool } from './agent-pool.ts';
+import type { Target } from './balancer.ts';
 import { compileSnapshot, type CompiledConfig, type RoutePayload } from './compile.ts';
 import type { ForwardingEngine, ForwardRequest, UpstreamFailure } from './forward.ts';
 import { HttpProxyEngine } from './http-proxy-engine.ts';
@@ -91,6 +92,9 @@ class Exchange implements RequestContext, ForwardRequest {
   }
   get service(): ServiceEntity | null {
     return this.payload.service;
+  }
+  get preserveHost(): boolean {
+    return this.payload.route.preserve_host;
   }
   get responded(): boolean {
     return this._responded || this.res.headersSent;
@@ -219,7 +223,7 @@ class Exchange implements RequestContext, ForwardRequest {
     }
 
     addProxyHeaders(out, h, this, this.listenerPort, stripped);
-    if (!route.preserve_host) out.host = upstream.hostHeader;
+    // Host: the client's when the route preserves it, else the target's, set for each attempt.
     if (this.bufferedBody) {
       if (this.upgrade === null) out['content-length'] = String(this.bufferedBody.length);
       else if (this.bufferedBody.length !== 0) {
@@ -268,11 +272,11 @@ class Exchange implements RequestContext, ForwardRequest {
     return flatHead(upstream.headers);
   }
 
-  onUpstreamError(kind: UpstreamFailure, err: Error): void {
+  onUpstreamError(kind: UpstreamFailure, err: Error, target: Target): void {
     this.proxy.logger.warn('upstream request failed', {
       request_id: this.requestId,
       route: this.payload.route.id,
-      upstream: `${this.payload.upstream?.host}:${this.payload.upstream?.port}`,
+      upstream: `${target.host}:${target.port}`,
       kind,
       error: err.message,
     });
@@ -357,12 +361,11 @@ export class ProxyRuntime {
       this.plugins.notifySnapshot(snapshot);
       const compiled = compileSnapshot(snapshot, this.plugins, this.agents);
       this.current = compiled;
-      const keys = new Set([...compiled.upstreams.values()].map((u) => u.key));
       const grace = Math.min(
         Math.max(60_000, ...[...compiled.upstreams.values()].map((u) => u.readTimeout + u.connectTimeout)),
         15 * 60_000,
       );
-      this.agents.retain(keys, grace);
+      this.agents.retain(compiled.agentKeys, grace);
       return compiled;
     });
     this.applying = run.catch(() => {});

@@ -22,7 +22,7 @@ export function startResponse(state: Attempt, proxyRes: IncomingMessage): boolea
   } catch (err) {
     proxyRes.resume();
     state.responded = false;
-    request.onUpstreamError('invalid', err as Error);
+    request.onUpstreamError('invalid', err as Error, state.target!);
     return false;
   }
 }

@@ -6,7 +6,7 @@ import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { ForwardRequest, Upstream } from './forward.ts';
 import { startResponse, relay } from './relay.ts';
-import { awaitConnect, clientLeft, judge, STATE, timeOut, type Attempt } from './retries.ts';
+import { answered, awaitConnect, clientLeft, judge, pickTarget, STATE, timeOut, type Attempt } from './retries.ts';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -71,6 +71,7 @@ export function forwardHandshake(request: ForwardRequest, upstream: Upstream, cl
     upstream,
     client,
     attempt: 0,
+    target: null,
     timedOut: false,
     connected: false,
     responded: false,
@@ -91,8 +92,9 @@ function attemptUpgrade(state: UpgradeState): void {
   const { request, upstream } = state;
   state.timedOut = false;
   state.connected = false;
+  const target = pickTarget(state);
   const send = upstream.protocol === 'https' ? httpsRequest : httpRequest;
-  const proxyReq = send({ host: upstream.host, port: upstream.port, method: 'GET', path: request.upstreamUrl, headers: request.req.headers, agent: upstream.agent });
+  const proxyReq = send({ host: target.host, port: target.port, method: 'GET', path: request.upstreamUrl, headers: request.req.headers, agent: target.agent });
   state.proxyReq = proxyReq;
   const connected = () => void (state.connected = true);
   proxyReq.once('socket', (socket: Socket) => (socket.connecting ? awaitConnect(state, proxyReq, socket, connected) : connected()));
@@ -103,8 +105,7 @@ function attemptUpgrade(state: UpgradeState): void {
     // The upstream answered without switching protocols: an ordinary response, then the
     // connection closes. Its upstream connection is not pooled either: whatever the upstream
     // made of a request that asked to switch protocols, nothing else is sent on it.
-    state.responded = true;
-    state.proxyRes = proxyRes;
+    answered(state, proxyRes);
     state.client.stopReading();
     proxyReq.shouldKeepAlive = false;
     if (startResponse(state, proxyRes)) relay(state, proxyRes);
@@ -119,7 +120,7 @@ function attemptUpgrade(state: UpgradeState): void {
  * closes one whose upstream is silent for proxy_read_timeout); either side closing closes both.
  */
 function openTunnel(state: UpgradeState, proxyRes: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void {
-  state.responded = true;
+  answered(state, proxyRes);
   state.tunnel = true;
   const early = state.client.take();
   const client = state.request.req.socket;
@@ -149,7 +150,7 @@ function onUpgradeError(state: UpgradeState, err: Error): void {
   const verdict = judge(state, err, true);
   if (verdict !== 'retry') {
     state.client.stopReading();
-    return request.onUpstreamError(verdict, err);
+    return request.onUpstreamError(verdict, err, state.target!);
   }
   state.attempt++;
   attemptUpgrade(state);

@@ -4,7 +4,7 @@
 // that set it.
 import { z } from 'zod';
 import { newId, randomAlnum, sha256Hex, type Database, type EntityDefinition, type FieldErrors, type Row } from '@gatehouse/core';
-import type { SnapshotCredential } from './handler.ts';
+import type { SnapshotCredential } from './server.ts';
 import { ID_MAX, TOKEN_MAX, URI_MAX } from './limits.ts';
 import { hashSecret, isHashedSecret } from './secrets.ts';
 import { KEYS, TokenStore, type TokenRecord } from './tokens.ts';

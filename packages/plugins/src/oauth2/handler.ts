@@ -12,23 +12,10 @@ import { oversizedParameter } from './limits.ts';
 import { provisionKeyMatches } from './provision-key.ts';
 import { bodyKind, encodeArgs, parseUrlEncoded, readBodyParams, readParams, removeQueryParam, type Params } from './params.ts';
 import type { Oauth2Config } from './schema.ts';
-import { SecretVerifier } from './secrets.ts';
-import { TokenStore, TokenStoreRestoringError, type TokenRecord } from './tokens.ts';
+import { AuthorizationServer, type SnapshotCredential } from './server.ts';
+import { TokenStoreRestoringError, type TokenRecord, type TokenStore } from './tokens.ts';
 
-/** What the control plane puts in `snapshot.credentials.oauth2_credentials` (secrets hashed). */
-export interface SnapshotCredential {
-  id: string;
-  consumer: { id: string };
-  name: string;
-  client_id: string;
-  /** Hash form only (bcrypt, salted SHA-256 or Kong's PBKDF2). */
-  client_secret: string;
-  hash_secret: boolean;
-  redirect_uris: string[] | null;
-  client_type: 'confidential' | 'public';
-  tags: string[] | null;
-  created_at: number;
-}
+export type { SnapshotCredential } from './server.ts';
 
 type OAuthError = { error: string; error_description: string };
 
@@ -238,21 +225,9 @@ export interface Oauth2DataPlaneHandler extends PluginHandler<Oauth2Config> {
 }
 
 export default async function createOauth2DataPlane(services: DataPlaneServices): Promise<Oauth2DataPlaneHandler> {
-  const { logger } = services;
-  const tokens = new TokenStore(services.store, { logger });
-  tokens.listen();
-  const secrets = new SecretVerifier();
-
-  let credentialsById = new Map<string, SnapshotCredential>();
-  let credentialsByClientId = new Map<string, SnapshotCredential>();
-  let consumersById = new Map<string, ConsumerEntity>();
-  let consumersByUsername = new Map<string, ConsumerEntity>();
-
-  function findClient(clientId: string | undefined): SnapshotCredential | undefined {
-    if (clientId === undefined) return undefined;
-    const c = credentialsByClientId.get(clientId);
-    return c && !tokens.isCredentialRevoked(c.id) && !tokens.isConsumerRevoked(c.consumer.id) && consumersById.has(c.consumer.id) ? c : undefined;
-  }
+  const server = new AuthorizationServer(services);
+  const { logger, tokens, secrets } = server;
+  const findClient = (clientId: string | undefined) => server.findClient(clientId);
 
   function serviceIdFor(ctx: RequestContext, config: Oauth2Config): string | null {
     return config.global_credentials ? null : (ctx.service?.id ?? null);
@@ -462,7 +437,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         if (hash) {
           await tokens.assertRestored();
           // RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it produced.
-          await revokeReplayedGrant(await tokens.usedCodeGrant(hash), 'authorization code replayed');
+          await server.revokeReplayedGrant(await tokens.usedCodeGrant(hash), 'authorization code replayed');
         }
         return invalidCode;
       }
@@ -571,7 +546,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       if (hash) {
         await tokens.assertRestored();
         // RFC 9700 §4.14.2: a rotated refresh token came back; revoke the grant's live tokens.
-        await revokeReplayedGrant(await tokens.usedRefreshGrant(hash), 'rotated refresh token reused');
+        await server.revokeReplayedGrant(await tokens.usedRefreshGrant(hash), 'rotated refresh token reused');
       }
       return invalidRefresh;
     }
@@ -644,13 +619,6 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     return null;
   }
 
-  /** A single-use value (code, rotated refresh token) presented again: its grant is revoked. */
-  async function revokeReplayedGrant(grantId: string | null, what: string) {
-    if (!grantId) return;
-    const n = await tokens.revokeGrant(grantId);
-    logger.warn(`oauth2: ${what}; grant revoked`, { grant_id: grantId, tokens_revoked: n });
-  }
-
   /**
    * What revocation (RFC 7009 §2.1) and introspection (RFC 7662 §2.1) share: HTTPS, an
    * authenticated client (public ones only where allowed: they may revoke, not introspect),
@@ -709,7 +677,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     // Issued under a client_id the credential no longer has: dead, as on resource requests
     // (RFC 7662 §2.2: active only while the token may be used).
     if (rec.client_id !== client.client_id) return inactive();
-    const consumer = credentialsById.get(rec.credential_id) && consumersById.get(credentialsById.get(rec.credential_id)!.consumer.id);
+    const consumer = server.credentialsById.get(rec.credential_id) && server.consumersById.get(server.credentialsById.get(rec.credential_id)!.consumer.id);
     if (!consumer || tokens.isCredentialRevoked(rec.credential_id) || tokens.isConsumerRevoked(consumer.id)) return inactive();
     let exp: number | null = null;
     if (found.kind === 'access') {
@@ -820,8 +788,8 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       };
     } else {
       const record = await tokens.lookupAccess(sha256Hex(token));
-      const credential = record ? credentialsById.get(record.credential_id) : undefined;
-      const consumer = credential ? consumersById.get(credential.consumer.id) : undefined;
+      const credential = record ? server.credentialsById.get(record.credential_id) : undefined;
+      const consumer = credential ? server.consumersById.get(credential.consumer.id) : undefined;
       const serviceId = ctx.service?.id ?? null;
       if (!record) {
         await tokens.assertRestored();
@@ -856,7 +824,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       return;
     }
     if (config.anonymous) {
-      const anonymous = consumersById.get(config.anonymous) ?? consumersByUsername.get(config.anonymous);
+      const anonymous = server.consumersById.get(config.anonymous) ?? server.consumersByUsername.get(config.anonymous);
       if (!anonymous) {
         ctx.respond(500, { message: `anonymous consumer ${config.anonymous} is configured but doesn't exist` });
         return;
@@ -877,25 +845,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     tokens,
 
     onSnapshot(snapshot: Snapshot) {
-      const creds = (snapshot.credentials?.oauth2_credentials ?? []) as SnapshotCredential[];
-      const byId = new Map<string, SnapshotCredential>();
-      const byClient = new Map<string, SnapshotCredential>();
-      for (const c of creds) {
-        byId.set(c.id, c);
-        byClient.set(c.client_id, c);
-      }
-      const cById = new Map<string, ConsumerEntity>();
-      const cByName = new Map<string, ConsumerEntity>();
-      for (const c of snapshot.consumers ?? []) {
-        cById.set(c.id, c);
-        if (c.username !== null) cByName.set(c.username, c);
-      }
-      credentialsById = byId;
-      credentialsByClientId = byClient;
-      consumersById = cById;
-      consumersByUsername = cByName;
-      const created = snapshot.created_at < 1e12 ? snapshot.created_at * 1000 : snapshot.created_at;
-      tokens.pruneRevoked((id) => byId.has(id), (id) => cById.has(id), created);
+      server.onSnapshot(snapshot);
     },
 
     async access(ctx, config, plugin) {

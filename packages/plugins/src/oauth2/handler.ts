@@ -8,28 +8,32 @@ import type { ConsumerEntity, PluginEntity } from '@gatehouse/core/entities.ts';
 import type { DataPlaneServices, PluginHandler, RequestContext } from '@gatehouse/core/plugin-sdk.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
 import { isStoreUnavailable } from '@gatehouse/core/store/index.ts';
+import { INVALID_REDIRECT, requireAuthenticatedUserid, requireProvisionKey, retrieveScope, runChecks, type Check } from './checks.ts';
+import type { EndpointRequest } from './endpoints/endpoint.ts';
+import {
+  httpsError,
+  invalidMethod,
+  NO_STORE,
+  OAuthError,
+  requireHttps,
+  respondError,
+  STORE_BEING_RESTORED,
+  STORE_DOWN,
+  STORE_RESTORING,
+  STORE_UNREACHABLE,
+} from './errors.ts';
 import { oversizedParameter } from './limits.ts';
-import { provisionKeyMatches } from './provision-key.ts';
-import { bodyKind, encodeArgs, parseUrlEncoded, readBodyParams, readParams, removeQueryParam, type Params } from './params.ts';
+import { bodyKind, parseUrlEncoded, readBodyParams, readParams, removeQueryParam, stringParam, type Params } from './params.ts';
+import { namedRedirect, redirectBody, registeredRedirects } from './redirect.ts';
 import type { Oauth2Config } from './schema.ts';
 import { AuthorizationServer, type SnapshotCredential } from './server.ts';
 import { TokenStoreRestoringError, type TokenRecord, type TokenStore } from './tokens.ts';
 
 export type { SnapshotCredential } from './server.ts';
 
-type OAuthError = { error: string; error_description: string };
-
 const ENDPOINT_RE = /\/oauth2\/(token|authorize|revoke|introspect)\/?$/;
 const WELL_KNOWN = '/.well-known/oauth-authorization-server';
-const NO_STORE = { 'Cache-Control': 'no-store', Pragma: 'no-cache' };
-const STORE_DOWN = 'The token store is unreachable; try again shortly';
-const STORE_RESTORING = 'The token store is being restored; try again shortly';
 const INVALID_TOKEN = 'The access token is invalid or has expired';
-const INVALID_CLIENT: OAuthError = { error: 'invalid_client', error_description: 'Invalid client authentication' };
-const INVALID_REDIRECT: OAuthError = {
-  error: 'invalid_request',
-  error_description: 'Invalid redirect_uri that does not match with any redirect_uri created with the application',
-};
 const ENDPOINT_NAMES: Record<string, string> = {
   token: 'token',
   authorize: 'authorization',
@@ -37,75 +41,25 @@ const ENDPOINT_NAMES: Record<string, string> = {
   introspect: 'introspection',
 };
 
+// The resource check's failures: shared, so that it allocates nothing before it answers.
+const MISSING_TOKEN = new OAuthError('invalid_request', 'The access token is missing', { status: 401, headers: {}, challenge: 'Bearer alone' });
+const INVALID_ACCESS_TOKEN = new OAuthError('invalid_token', INVALID_TOKEN, { status: 401, headers: {}, challenge: 'Bearer' });
+const GLOBAL_ACCESS_TOKEN = new OAuthError('invalid_token', "The access token is global, but the current plugin is configured without 'global_credentials'", {
+  status: 401,
+  headers: {},
+  challenge: 'Bearer',
+  challengeDescription: INVALID_TOKEN,
+});
+const RESTORING_ACCESS_TOKEN = new OAuthError('temporarily_unavailable', STORE_RESTORING, {
+  status: 503,
+  headers: { 'Retry-After': '1', 'Cache-Control': 'no-store' },
+  challenge: 'Bearer',
+});
+
+const INVALID_CODE = new OAuthError('invalid_request', 'Invalid code');
+const INVALID_REFRESH_TOKEN = new OAuthError('invalid_request', 'Invalid refresh_token');
+
 const nowSeconds = () => Math.floor(Date.now() / 1000);
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-
-function realmPrefix(config: Oauth2Config) {
-  return config.realm !== null ? `realm="${config.realm}", ` : '';
-}
-
-interface Failure {
-  status: number;
-  body: unknown;
-  headers: Record<string, string>;
-}
-
-function invalidTokenFailure(config: Oauth2Config, description = INVALID_TOKEN): Failure {
-  return {
-    status: 401,
-    body: { error: 'invalid_token', error_description: description },
-    headers: { 'WWW-Authenticate': `Bearer ${realmPrefix(config)}error="invalid_token", error_description="${INVALID_TOKEN}"` },
-  };
-}
-
-function restoringFailure(config: Oauth2Config): Failure {
-  return {
-    status: 503,
-    body: { error: 'temporarily_unavailable', error_description: STORE_RESTORING },
-    headers: {
-      'WWW-Authenticate': `Bearer ${realmPrefix(config)}error="temporarily_unavailable", error_description="${STORE_RESTORING}"`,
-      'Retry-After': '1',
-      'Cache-Control': 'no-store',
-    },
-  };
-}
-
-/** Kong's retrieve_scope: null scope when none applies; an error body otherwise. */
-export function retrieveScope(params: Params, config: Oauth2Config): { scope: string | null } | { error: OAuthError } {
-  const scope = params.scope;
-  const scopes: string[] = [];
-  if (config.scopes && scope !== undefined && scope !== null) {
-    if (typeof scope !== 'string') return { error: { error: 'invalid_scope', error_description: 'scope must be a string' } };
-    for (const s of scope.split(/\s+/).filter(Boolean)) {
-      if (!config.scopes.includes(s)) return { error: { error: 'invalid_scope', error_description: `"${s}" is an invalid scope` } };
-      scopes.push(s);
-    }
-  }
-  // RFC 6749 §3.1: an empty parameter counts as omitted (Kong lets `scope=` bypass mandatory_scope).
-  const missing = scope === undefined || scope === null || (typeof scope === 'string' && scope.trim() === '');
-  if (config.mandatory_scope && missing) return { error: { error: 'invalid_scope', error_description: 'You must specify a scope' } };
-  return { scope: scopes.length ? scopes.join(' ') : null };
-}
-
-/** Kong's check_https as the error every endpoint answers (null: the request came over HTTPS). */
-function httpsError(ctx: RequestContext, config: Oauth2Config): { error: 'access_denied'; error_description: string } | null {
-  const https = checkHttps(ctx, config);
-  return https === true ? null : { error: 'access_denied', error_description: https || 'You must use HTTPS' };
-}
-
-/** Kong's check_https: true, or false / an error description. */
-function checkHttps(ctx: RequestContext, config: Oauth2Config): true | string | false {
-  // The connection's own scheme, as Kong's get_scheme(): ctx.scheme already believes a trusted
-  // peer's X-Forwarded-Proto, which this plugin only does with accept_http_if_already_terminated.
-  const socket = ctx.req.socket as { encrypted?: boolean } | undefined;
-  if (socket ? socket.encrypted === true : ctx.scheme === 'https') return true;
-  if (!config.accept_http_if_already_terminated) return false;
-  const raw = ctx.req.headers['x-forwarded-proto'];
-  if (raw === undefined) return false;
-  const value = Array.isArray(raw) ? raw.join(',') : raw;
-  if (value.includes(',')) return 'Only one X-Forwarded-Proto header allowed';
-  return ctx.trustedPeer && value.trim().toLowerCase() === 'https';
-}
 
 /**
  * An S256 code_challenge (RFC 7636 §4.2: BASE64URL-NOPAD(SHA256(verifier)), i.e. exactly 43
@@ -122,44 +76,9 @@ function normaliseChallenge(challenge: string): string | null {
   return bytes.length === 32 && bytes.toString('base64url') === unpadded ? unpadded : null;
 }
 
-/**
- * The redirect URI a request names: the first registered one when `redirect_uri` is omitted
- * (or empty, RFC 6749 §3.1), the given one when it is registered (exact string comparison, RFC
- * 9700 §4.1.3); null when it is not, or when it is not one string: a repeated parameter (an
- * array) is invalid (RFC 6749 §3.1), not omitted.
- */
-function namedRedirect(registered: string[], wanted: unknown): string | null {
-  if (wanted === undefined || wanted === null || wanted === '') return registered[0];
-  return typeof wanted === 'string' && registered.includes(wanted) ? wanted : null;
-}
-
 function requiresPkce(config: Oauth2Config, client: SnapshotCredential): boolean {
   if (config.pkce === 'strict') return true;
   return client.client_type === 'public' && config.pkce !== 'none';
-}
-
-/** Adds Kong-encoded params to the query (or the fragment, for the implicit grant) of a redirect URI. */
-export function buildRedirect(uri: string, params: Record<string, string>, inFragment: boolean): string {
-  let base = uri;
-  let fragment: string | null = null;
-  const hash = base.indexOf('#');
-  if (hash !== -1) {
-    fragment = base.slice(hash + 1);
-    base = base.slice(0, hash);
-  }
-  let query: string | null = null;
-  const q = base.indexOf('?');
-  if (q !== -1) {
-    query = base.slice(q + 1);
-    base = base.slice(0, q);
-  }
-  const existing = parseUrlEncoded((inFragment ? fragment : query) ?? '');
-  const merged = Object.create(null) as Record<string, string>;
-  for (const [k, v] of Object.entries(existing)) merged[k] = Array.isArray(v) ? String(v[v.length - 1]) : v === true ? '' : String(v);
-  Object.assign(merged, params);
-  const encoded = encodeArgs(merged);
-  if (inFragment) return `${base}${query !== null ? `?${query}` : ''}#${encoded}`;
-  return `${base}?${encoded}${fragment !== null ? `#${fragment}` : ''}`;
 }
 
 interface ClientAuth {
@@ -183,8 +102,8 @@ function basicCredentials(ctx: RequestContext, config: Oauth2Config): ClientAuth
 
 /** Kong's retrieve_client_credentials: body/query pair, else Basic in auth_header_name, else client_id alone. */
 function clientCredentials(ctx: RequestContext, config: Oauth2Config, params: Params): ClientAuth {
-  const id = str(params.client_id);
-  const secret = str(params.client_secret);
+  const id = stringParam(params.client_id);
+  const secret = stringParam(params.client_secret);
   if (id !== undefined && secret !== undefined) return { clientId: id, clientSecret: secret, fromHeader: false };
   return basicCredentials(ctx, config) ?? { clientId: id, clientSecret: undefined, fromHeader: false };
 }
@@ -192,21 +111,34 @@ function clientCredentials(ctx: RequestContext, config: Oauth2Config, params: Pa
 /** A parameter that was sent with a value (RFC 6749 §3.1: an empty one counts as omitted). */
 const sent = (v: unknown) => v !== undefined && v !== null && v !== '' && v !== true;
 
+/** A client_secret that was sent with a value (only spaces count as none). */
+const sentSecret = (auth: ClientAuth) => auth.clientSecret !== undefined && auth.clientSecret.trim() !== '';
+
+/**
+ * invalid_client; a 401 naming the scheme to use (RFC 7235 §3.1 / RFC 6749 §5.2) when the
+ * client tried a Basic header.
+ */
+function invalidClient(challenge: boolean): OAuthError {
+  const description = 'Invalid client authentication';
+  return challenge
+    ? new OAuthError('invalid_client', description, { status: 401, headers: NO_STORE, challenge: 'Basic' })
+    : new OAuthError('invalid_client', description);
+}
+
 /**
  * Client authentication that RFC 6749 forbids though Kong accepts it, at the endpoints where
  * clients authenticate (token, revocation, introspection): credentials in the request URI
  * (§2.3.1: client_id and client_secret "MUST NOT be included in the request URI") and more
  * than one method in one request (§2.3: a Basic header and a client_secret parameter).
  */
-function clientAuthMisuse(ctx: RequestContext, config: Oauth2Config, params: Params): OAuthError | null {
+function rejectClientAuthMisuse({ ctx, config, params }: EndpointRequest): void {
   const query = parseUrlEncoded(ctx.rawQuery);
   if (sent(query.client_id) || sent(query.client_secret)) {
-    return { error: 'invalid_request', error_description: 'Client credentials must not be sent in the request URI' };
+    throw new OAuthError('invalid_request', 'Client credentials must not be sent in the request URI');
   }
   if (sent(params.client_secret) && basicCredentials(ctx, config) !== null) {
-    return { error: 'invalid_request', error_description: 'The client must use only one authentication method' };
+    throw new OAuthError('invalid_request', 'The client must use only one authentication method');
   }
-  return null;
 }
 
 /**
@@ -214,8 +146,11 @@ function clientAuthMisuse(ctx: RequestContext, config: Oauth2Config, params: Par
  * included where the endpoint reads them (not at authorize).
  */
 function oversized(ctx: RequestContext, config: Oauth2Config, params: Params, endpoint: string): OAuthError | null {
-  const tooLarge = oversizedParameter(params);
-  if (tooLarge || endpoint === 'authorize') return tooLarge;
+  const tooLarge = oversizedParameter(params) ?? (endpoint === 'authorize' ? null : oversizedBasicCredentials(ctx, config));
+  return tooLarge && new OAuthError(tooLarge.error, tooLarge.error_description);
+}
+
+function oversizedBasicCredentials(ctx: RequestContext, config: Oauth2Config) {
   const basic = basicCredentials(ctx, config);
   return basic && oversizedParameter({ client_id: basic.clientId, client_secret: basic.clientSecret });
 }
@@ -224,185 +159,177 @@ export interface Oauth2DataPlaneHandler extends PluginHandler<Oauth2Config> {
   tokens: TokenStore;
 }
 
+interface AuthorizationRequest extends EndpointRequest {
+  responseType: unknown;
+  /** The client, when it has redirect URIs (Kong answers one without as an unknown client). */
+  client: SnapshotCredential | null;
+  /** The redirect URI the request names, when it is registered. */
+  redirectUri: string | null;
+}
+
+/** Kong's checks at /oauth2/authorize once the request passed HTTPS, provision_key and authenticated_userid. */
+const AUTHORIZATION_CHECKS: readonly Check<AuthorizationRequest>[] = [
+  function stateIsOneString({ params }) {
+    const state = params.state;
+    if (state !== undefined && state !== null && typeof state !== 'string') {
+      // A repeated `state` or a JSON object/number: it goes back in the redirect URI as given,
+      // so only one string is accepted.
+      throw new OAuthError('invalid_request', 'state must be a string');
+    }
+  },
+  function responseTypeEnabled({ responseType, config }) {
+    if (!((responseType === 'code' && config.enable_authorization_code) || (responseType === 'token' && config.enable_implicit_grant))) {
+      throw new OAuthError('unsupported_response_type', 'Invalid response_type');
+    }
+  },
+  function scopeValid({ params, config }) {
+    retrieveScope(params, config);
+  },
+  function clientKnown({ client }) {
+    if (!client) throw invalidClient(false);
+  },
+  function redirectUriRegistered({ client, redirectUri }) {
+    if (client && redirectUri === null) throw INVALID_REDIRECT;
+  },
+  function pkceChallengeValid(r) {
+    if (r.client && r.responseType === 'code') requestedChallenge(r.params, r.config, r.client);
+  },
+];
+
+/** The S256 challenge of an authorization request for a code, null when it has none. */
+function requestedChallenge(params: Params, config: Oauth2Config, client: SnapshotCredential): string | null {
+  const c = params.code_challenge;
+  const m = params.code_challenge_method;
+  if (c === undefined || c === null || c === '') {
+    if (m !== undefined && m !== null && m !== '') throw new OAuthError('invalid_request', 'code_challenge is required when code_method is present');
+    if (requiresPkce(config, client)) throw new OAuthError('invalid_request', `code_challenge is required for ${client.client_type} clients`);
+    return null;
+  }
+  if (m !== undefined && m !== null && m !== 'S256' && m !== 's256') throw new OAuthError('invalid_request', 'code_challenge_method is not supported, must be S256');
+  if (typeof c !== 'string') throw new OAuthError('invalid_request', 'code_challenge must be a string');
+  const challenge = normaliseChallenge(c);
+  if (challenge === null) {
+    throw new OAuthError('invalid_request', 'code_challenge must be the base64url-encoded SHA-256 of the code_verifier (43 characters)');
+  }
+  return challenge;
+}
+
+interface TokenRequest extends EndpointRequest {
+  grantType: unknown;
+  auth: ClientAuth;
+  client: SnapshotCredential | undefined;
+}
+
+/** Kong's checks at /oauth2/token once the request passed HTTPS and the client authentication rules. */
+const TOKEN_CHECKS: readonly Check<TokenRequest>[] = [
+  function grantTypeEnabled({ grantType, config }) {
+    if (
+      !(
+        grantType === 'authorization_code' ||
+        grantType === 'refresh_token' ||
+        (grantType === 'client_credentials' && config.enable_client_credentials) ||
+        (grantType === 'password' && config.enable_password_grant)
+      )
+    ) {
+      throw new OAuthError('unsupported_grant_type', 'Invalid grant_type');
+    }
+  },
+  function clientHasRedirectUris({ grantType, client, auth }) {
+    if (grantType !== 'client_credentials' && !registeredRedirects(client)) throw invalidClient(auth.fromHeader);
+  },
+  function redirectUriRegistered({ grantType, client, params }) {
+    const registered = registeredRedirects(client);
+    if (grantType !== 'client_credentials' && registered && namedRedirect(registered, params.redirect_uri) === null) throw INVALID_REDIRECT;
+  },
+  async function clientSecretValid({ server, client, auth }) {
+    if (client?.client_type === 'confidential') {
+      if (!(await verifySecret(server, client, auth))) throw invalidClient(auth.fromHeader);
+    } else if (client?.client_type === 'public' && sentSecret(auth)) {
+      throw new OAuthError('invalid_request', 'client_secret is disallowed for public clients');
+    }
+  },
+];
+
+function verifySecret(server: AuthorizationServer, client: SnapshotCredential, auth: ClientAuth): Promise<boolean> {
+  return server.secrets.verify(client.id, client.client_secret, auth.clientSecret);
+}
+
 export default async function createOauth2DataPlane(services: DataPlaneServices): Promise<Oauth2DataPlaneHandler> {
   const server = new AuthorizationServer(services);
-  const { logger, tokens, secrets } = server;
-  const findClient = (clientId: string | undefined) => server.findClient(clientId);
+  const { logger, tokens } = server;
 
   function serviceIdFor(ctx: RequestContext, config: Oauth2Config): string | null {
     return config.global_credentials ? null : (ctx.service?.id ?? null);
   }
 
-  function provisionOk(params: Params, config: Oauth2Config): boolean {
-    const given = params.provision_key;
-    return typeof given === 'string' && config.provision_key !== null && provisionKeyMatches(given, config.provision_key);
-  }
-
   // ------------------------------------------------------------------ /oauth2/authorize
 
-  async function authorize(ctx: RequestContext, config: Oauth2Config, plugin: PluginEntity<Oauth2Config>, params: Params) {
-    let response: Record<string, unknown> = {};
-    let redirectUri: string | null = null;
+  async function authorize(request: EndpointRequest) {
+    const { ctx, config, plugin, params } = request;
+    requireHttps(ctx, config);
+    requireProvisionKey(params, config);
+    const userid = requireAuthenticatedUserid(params);
+    const responseType = params.response_type;
+    const found = server.findClient(stringParam(params.client_id));
+    const registered = registeredRedirects(found);
+    const client = registered ? found! : null;
+    const redirectUri = registered && namedRedirect(registered, params.redirect_uri);
+    try {
+      await runChecks(AUTHORIZATION_CHECKS, { ...request, responseType, client, redirectUri });
+    } catch (err) {
+      // As Kong: once the client is known, the error goes to its redirect URI, the first
+      // registered one when the request named another.
+      throw registered && err instanceof OAuthError ? err.redirectedTo(redirectUri ?? registered[0]) : err;
+    }
+    const scope = retrieveScope(params, config);
+    let response: Record<string, unknown>;
     let implicit = false;
-    const state = params.state;
-    const insecure = httpsError(ctx, config);
-    if (insecure) {
-      response = insecure;
-    } else if (!provisionOk(params, config)) {
-      response = { error: 'invalid_provision_key', error_description: 'Invalid provision_key' };
-    } else if (typeof params.authenticated_userid !== 'string' || params.authenticated_userid.trim() === '') {
-      response = { error: 'invalid_authenticated_userid', error_description: 'Missing authenticated_userid parameter' };
+    if (responseType === 'code') {
+      const challenge = requestedChallenge(params, config, client!);
+      const code = await tokens.createCode({
+        credential_id: client!.id,
+        client_id: client!.client_id,
+        service_id: serviceIdFor(ctx, config),
+        plugin_id: plugin.id,
+        authenticated_userid: userid,
+        scope,
+        redirect_uri: typeof params.redirect_uri === 'string' && params.redirect_uri !== '' ? params.redirect_uri : null,
+        challenge,
+        challenge_method: challenge === null ? null : 'S256',
+      });
+      response = { code };
     } else {
-      const responseType = params.response_type;
-      if (state !== undefined && state !== null && typeof state !== 'string') {
-        // A repeated `state` or a JSON object/number: it goes back in the redirect URI as given,
-        // so only one string is accepted.
-        response = { error: 'invalid_request', error_description: 'state must be a string' };
-      }
-      if (!((responseType === 'code' && config.enable_authorization_code) || (responseType === 'token' && config.enable_implicit_grant))) {
-        response = { error: 'unsupported_response_type', error_description: 'Invalid response_type' };
-      }
-      const scope = retrieveScope(params, config);
-      if ('error' in scope) response = scope.error;
-      const client = findClient(str(params.client_id));
-      let challenge: string | null = null;
-      let challengeMethod: string | null = null;
-      if (!client || !client.redirect_uris?.length) {
-        response = INVALID_CLIENT;
-      } else {
-        redirectUri = namedRedirect(client.redirect_uris, params.redirect_uri);
-        if (redirectUri === null) {
-          // As Kong: the error goes to the first registered URI.
-          response = INVALID_REDIRECT;
-          redirectUri = client.redirect_uris[0];
-        }
-        if (responseType === 'code') {
-          const c = params.code_challenge;
-          const m = params.code_challenge_method;
-          if (c === undefined || c === null || c === '') {
-            if (m !== undefined && m !== null && m !== '') {
-              response = { error: 'invalid_request', error_description: 'code_challenge is required when code_method is present' };
-            } else if (requiresPkce(config, client)) {
-              response = { error: 'invalid_request', error_description: `code_challenge is required for ${client.client_type} clients` };
-            }
-          } else if (m !== undefined && m !== null && m !== 'S256' && m !== 's256') {
-            response = { error: 'invalid_request', error_description: 'code_challenge_method is not supported, must be S256' };
-          } else if (typeof c !== 'string') {
-            response = { error: 'invalid_request', error_description: 'code_challenge must be a string' };
-          } else {
-            challenge = normaliseChallenge(c);
-            if (challenge === null) {
-              response = { error: 'invalid_request', error_description: 'code_challenge must be the base64url-encoded SHA-256 of the code_verifier (43 characters)' };
-            }
-            challengeMethod = 'S256';
-          }
-        }
-      }
-      if (!response.error && client && redirectUri) {
-        const scopeValue = 'scope' in scope ? scope.scope : null;
-        if (responseType === 'code') {
-          const code = await tokens.createCode({
-            credential_id: client.id,
-            client_id: client.client_id,
-            service_id: serviceIdFor(ctx, config),
-            plugin_id: plugin.id,
-            authenticated_userid: params.authenticated_userid as string,
-            scope: scopeValue,
-            redirect_uri: typeof params.redirect_uri === 'string' && params.redirect_uri !== '' ? params.redirect_uri : null,
-            challenge,
-            challenge_method: challengeMethod,
-          });
-          response = { code };
-        } else {
-          const issued = await tokens.issue({
-            credentialId: client.id,
-            clientId: client.client_id,
-            serviceId: serviceIdFor(ctx, config),
-            pluginId: plugin.id,
-            expiresIn: config.token_expiration,
-            refreshTokenTtl: config.refresh_token_ttl,
-            withRefresh: false,
-            scope: scopeValue,
-            authenticatedUserid: params.authenticated_userid as string,
-            trackGrant: false,
-          });
-          response = { access_token: issued.accessToken, token_type: 'bearer' };
-          if (config.token_expiration > 0) response.expires_in = config.token_expiration;
-          implicit = true;
-        }
-      }
+      const issued = await tokens.issue({
+        credentialId: client!.id,
+        clientId: client!.client_id,
+        serviceId: serviceIdFor(ctx, config),
+        pluginId: plugin.id,
+        expiresIn: config.token_expiration,
+        refreshTokenTtl: config.refresh_token_ttl,
+        withRefresh: false,
+        scope,
+        authenticatedUserid: userid,
+        trackGrant: false,
+      });
+      response = { access_token: issued.accessToken, token_type: 'bearer' };
+      if (config.token_expiration > 0) response.expires_in = config.token_expiration;
+      implicit = true;
     }
-    if (typeof state === 'string') response.state = state;
-    const status = response.error ? 400 : 200;
-    if (redirectUri) {
-      const flat: Record<string, string> = {};
-      for (const [k, v] of Object.entries(response)) flat[k] = String(v);
-      ctx.respond(status, { redirect_uri: buildRedirect(redirectUri, flat, implicit) }, NO_STORE);
-    } else {
-      ctx.respond(status, response, NO_STORE);
-    }
+    if (typeof params.state === 'string') response.state = params.state;
+    ctx.respond(200, redirectBody(redirectUri!, response, implicit), NO_STORE);
   }
 
   // ------------------------------------------------------------------ /oauth2/token
 
-  async function token(ctx: RequestContext, config: Oauth2Config, plugin: PluginEntity<Oauth2Config>, params: Params) {
-    let error: OAuthError | null = null;
-    let headerClientFailure = false;
-    let success: Record<string, unknown> | null = null;
-    const state = params.state;
-    const insecure = httpsError(ctx, config);
-    const misuse = insecure ? null : clientAuthMisuse(ctx, config, params);
-    if (insecure) {
-      error = insecure;
-    } else if (misuse) {
-      error = misuse;
-    } else {
-      const grantType = params.grant_type;
-      if (
-        !(
-          grantType === 'authorization_code' ||
-          grantType === 'refresh_token' ||
-          (grantType === 'client_credentials' && config.enable_client_credentials) ||
-          (grantType === 'password' && config.enable_password_grant)
-        )
-      ) {
-        error = { error: 'unsupported_grant_type', error_description: 'Invalid grant_type' };
-      }
-      const auth = clientCredentials(ctx, config, params);
-      const client = findClient(auth.clientId);
-      if (grantType !== 'client_credentials') {
-        if (!client || !client.redirect_uris?.length) {
-          error = INVALID_CLIENT;
-          headerClientFailure = auth.fromHeader;
-        } else {
-          if (namedRedirect(client.redirect_uris, params.redirect_uri) === null) error = INVALID_REDIRECT;
-        }
-      }
-      if (client && client.client_type === 'confidential') {
-        if (!(await secrets.verify(client.id, client.client_secret, auth.clientSecret))) {
-          error = INVALID_CLIENT;
-          headerClientFailure = auth.fromHeader;
-        }
-      } else if (client && client.client_type === 'public' && auth.clientSecret !== undefined && auth.clientSecret.trim() !== '') {
-        error = { error: 'invalid_request', error_description: 'client_secret is disallowed for public clients' };
-      }
-      if (!error) {
-        const result = await grant(ctx, config, plugin, params, grantType as string, client, state);
-        if ('error' in result) error = result.error;
-        else success = result.body;
-      }
-    }
-    if (success) {
-      ctx.respond(200, success, NO_STORE);
-      return;
-    }
-    const body: Record<string, unknown> = { ...error! };
-    if (state !== undefined && state !== null) body.state = state;
-    if (error!.error === 'invalid_client' && headerClientFailure) {
-      ctx.respond(401, body, { ...NO_STORE, 'WWW-Authenticate': 'Basic realm="OAuth2.0"' });
-    } else {
-      ctx.respond(400, body, NO_STORE);
-    }
+  async function token(request: EndpointRequest) {
+    const { ctx, config, params } = request;
+    requireHttps(ctx, config);
+    rejectClientAuthMisuse(request);
+    const auth = clientCredentials(ctx, config, params);
+    const client = server.findClient(auth.clientId);
+    const grantType = params.grant_type;
+    await runChecks(TOKEN_CHECKS, { ...request, grantType, auth, client });
+    ctx.respond(200, await grant(request, grantType as string, client), NO_STORE);
   }
 
   /** Key order as Kong serialises it (its tests match the raw body). */
@@ -416,21 +343,13 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     return body;
   }
 
-  async function grant(
-    ctx: RequestContext,
-    config: Oauth2Config,
-    plugin: PluginEntity<Oauth2Config>,
-    params: Params,
-    grantType: string,
-    client: SnapshotCredential | undefined,
-    state: unknown,
-  ): Promise<{ error: OAuthError } | { body: Record<string, unknown> }> {
+  async function grant(request: EndpointRequest, grantType: string, client: SnapshotCredential | undefined): Promise<Record<string, unknown>> {
+    const { ctx, config, plugin, params } = request;
+    const state = params.state;
     const serviceId = serviceIdFor(ctx, config);
-    const invalidCode = { error: { error: 'invalid_request', error_description: 'Invalid code' } };
-    const invalidRefresh = { error: { error: 'invalid_request', error_description: 'Invalid refresh_token' } };
 
     if (grantType === 'authorization_code') {
-      const code = str(params.code);
+      const code = stringParam(params.code);
       const hash = code ? sha256Hex(code) : null;
       const rec = hash ? await tokens.lookupCode(hash) : null;
       if (!rec) {
@@ -439,38 +358,38 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
           // RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it produced.
           await server.revokeReplayedGrant(await tokens.usedCodeGrant(hash), 'authorization code replayed');
         }
-        return invalidCode;
+        throw INVALID_CODE;
       }
-      if ((serviceId && serviceId !== rec.service_id) || rec.credential_id !== client!.id) return invalidCode;
+      if ((serviceId && serviceId !== rec.service_id) || rec.credential_id !== client!.id) throw INVALID_CODE;
       // Issued under a client_id the credential no longer has.
-      if (rec.client_id !== undefined && rec.client_id !== client!.client_id) return invalidCode;
-      if (config.global_credentials && rec.plugin_id && rec.plugin_id !== plugin.id) return invalidCode;
-      const redirect = str(params.redirect_uri);
+      if (rec.client_id !== undefined && rec.client_id !== client!.client_id) throw INVALID_CODE;
+      if (config.global_credentials && rec.plugin_id && rec.plugin_id !== plugin.id) throw INVALID_CODE;
+      const redirect = stringParam(params.redirect_uri);
       if (rec.redirect_uri && redirect && redirect !== rec.redirect_uri) {
         // RFC 6749 §4.1.3: the redirect_uri must be the one of the authorization request.
-        return { error: { error: 'invalid_grant', error_description: 'redirect_uri does not match the authorization request' } };
+        throw new OAuthError('invalid_grant', 'redirect_uri does not match the authorization request');
       }
       const verifier = params.code_verifier;
       // Any recorded challenge, even an empty or malformed one from before it was validated,
       // demands a verifier (an empty one can never match: the code is then unusable).
       if (rec.challenge !== null && rec.challenge !== undefined) {
         if (verifier === undefined || verifier === null) {
-          return { error: { error: 'invalid_request', error_description: 'code_verifier is required for PKCE authorization requests' } };
+          throw new OAuthError('invalid_request', 'code_verifier is required for PKCE authorization requests');
         }
-        if (typeof verifier !== 'string') return { error: { error: 'invalid_request', error_description: 'code_verifier is not a string' } };
+        if (typeof verifier !== 'string') throw new OAuthError('invalid_request', 'code_verifier is not a string');
         if (verifier.length < 43 || verifier.length > 128) {
-          return { error: { error: 'invalid_request', error_description: 'code_verifier must be between 43 and 128 characters' } };
+          throw new OAuthError('invalid_request', 'code_verifier must be between 43 and 128 characters');
         }
-        if (!safeEqual(sha256Base64Url(verifier), rec.challenge)) return { error: { error: 'invalid_grant', error_description: 'Invalid code' } };
+        if (!safeEqual(sha256Base64Url(verifier), rec.challenge)) throw new OAuthError('invalid_grant', 'Invalid code');
       } else if (verifier !== undefined && verifier !== null && verifier !== '') {
         // RFC 9700 §4.8.2 (PKCE downgrade): a verifier for a code issued without a challenge.
-        return { error: { error: 'invalid_grant', error_description: 'Invalid code' } };
+        throw new OAuthError('invalid_grant', 'Invalid code');
       }
       if (!(await tokens.claimCode(rec))) {
         // Lost a concurrent redemption: that is a replay too.
         await tokens.revokeGrant(rec.grant_id);
         logger.warn('oauth2: authorization code redeemed twice; grant revoked', { grant_id: rec.grant_id });
-        return invalidCode;
+        throw INVALID_CODE;
       }
       const issued = await tokens.issue({
         credentialId: client!.id,
@@ -485,20 +404,17 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         grantId: rec.grant_id,
         trackGrant: true,
       });
-      return { body: tokenBody(issued.accessToken, issued.refreshToken, config.token_expiration, state) };
+      return tokenBody(issued.accessToken, issued.refreshToken, config.token_expiration, state);
     }
 
     if (grantType === 'client_credentials') {
-      if (params.authenticated_userid !== undefined && !provisionOk(params, config)) {
-        return { error: { error: 'invalid_provision_key', error_description: 'Invalid provision_key' } };
-      }
-      if (!client) return { error: INVALID_CLIENT };
+      if (params.authenticated_userid !== undefined) requireProvisionKey(params, config);
+      if (!client) throw invalidClient(false);
       if (client.client_type === 'public') {
         // RFC 6749 §4.4: confidential clients only (Kong hands tokens to anyone knowing a public client_id).
-        return { error: { error: 'unauthorized_client', error_description: 'The client_credentials grant is for confidential clients only' } };
+        throw new OAuthError('unauthorized_client', 'The client_credentials grant is for confidential clients only');
       }
       const scope = retrieveScope(params, config);
-      if ('error' in scope) return scope;
       const userid = params.authenticated_userid;
       const issued = await tokens.issue({
         credentialId: client.id,
@@ -508,21 +424,17 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         expiresIn: config.token_expiration,
         refreshTokenTtl: config.refresh_token_ttl,
         withRefresh: false,
-        scope: scope.scope,
+        scope,
         authenticatedUserid: typeof userid === 'string' ? userid : null,
         trackGrant: false,
       });
-      return { body: tokenBody(issued.accessToken, null, config.token_expiration, state) };
+      return tokenBody(issued.accessToken, null, config.token_expiration, state);
     }
 
     if (grantType === 'password') {
-      if (!provisionOk(params, config)) return { error: { error: 'invalid_provision_key', error_description: 'Invalid provision_key' } };
-      const userid = params.authenticated_userid;
-      if (typeof userid !== 'string' || userid.trim() === '') {
-        return { error: { error: 'invalid_authenticated_userid', error_description: 'Missing authenticated_userid parameter' } };
-      }
+      requireProvisionKey(params, config);
+      const userid = requireAuthenticatedUserid(params);
       const scope = retrieveScope(params, config);
-      if ('error' in scope) return scope;
       const issued = await tokens.issue({
         credentialId: client!.id,
         clientId: client!.client_id,
@@ -531,15 +443,15 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         expiresIn: config.token_expiration,
         refreshTokenTtl: config.refresh_token_ttl,
         withRefresh: true,
-        scope: scope.scope,
+        scope,
         authenticatedUserid: userid,
         trackGrant: true,
       });
-      return { body: tokenBody(issued.accessToken, issued.refreshToken, config.token_expiration, state) };
+      return tokenBody(issued.accessToken, issued.refreshToken, config.token_expiration, state);
     }
 
     // refresh_token
-    const presented = str(params.refresh_token);
+    const presented = stringParam(params.refresh_token);
     const hash = presented ? sha256Hex(presented) : null;
     const rec = hash ? await tokens.lookupRefresh(hash) : null;
     if (!rec) {
@@ -548,25 +460,25 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         // RFC 9700 §4.14.2: a rotated refresh token came back; revoke the grant's live tokens.
         await server.revokeReplayedGrant(await tokens.usedRefreshGrant(hash), 'rotated refresh token reused');
       }
-      return invalidRefresh;
+      throw INVALID_REFRESH_TOKEN;
     }
-    if (serviceId && serviceId !== rec.service_id) return invalidRefresh;
-    if (rec.credential_id !== client!.id) return { error: INVALID_CLIENT };
+    if (serviceId && serviceId !== rec.service_id) throw INVALID_REFRESH_TOKEN;
+    if (rec.credential_id !== client!.id) throw invalidClient(false);
     // Changing a credential's client_id ends the tokens issued under the old one, refresh tokens too.
-    if (rec.client_id !== client!.client_id) return invalidRefresh;
+    if (rec.client_id !== client!.client_id) throw INVALID_REFRESH_TOKEN;
     if (config.scopes && rec.scope) {
       for (const s of rec.scope.split(' ')) {
-        if (!config.scopes.includes(s)) return { error: { error: 'invalid_scope', error_description: 'Scope mismatch' } };
+        if (!config.scopes.includes(s)) throw new OAuthError('invalid_scope', 'Scope mismatch');
       }
     }
     if (config.reuse_refresh_token) {
       const issued = await tokens.renewAccess(rec, config.token_expiration, config.refresh_token_ttl);
-      return { body: tokenBody(issued.accessToken, presented!, config.token_expiration, state) };
+      return tokenBody(issued.accessToken, presented!, config.token_expiration, state);
     }
     if (!(await tokens.claimRefresh(rec, config.refresh_token_ttl))) {
       await tokens.revokeGrant(rec.grant_id);
       logger.warn('oauth2: refresh token redeemed twice; grant revoked', { grant_id: rec.grant_id });
-      return invalidRefresh;
+      throw INVALID_REFRESH_TOKEN;
     }
     await tokens.revokeToken(rec);
     const issued = await tokens.issue({
@@ -582,30 +494,22 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       grantId: rec.grant_id,
       trackGrant: true,
     });
-    return { body: tokenBody(issued.accessToken, issued.refreshToken, config.token_expiration, state) };
+    return tokenBody(issued.accessToken, issued.refreshToken, config.token_expiration, state);
   }
 
   // ------------------------------------------------------------------ RFC 7009 / RFC 7662
 
   /** Client authentication for revocation and introspection: Basic or body credentials. */
-  async function authenticateClient(
-    ctx: RequestContext,
-    config: Oauth2Config,
-    params: Params,
-    allowPublic: boolean,
-  ): Promise<SnapshotCredential | null> {
+  async function authenticateClient({ ctx, config, params }: EndpointRequest, allowPublic: boolean): Promise<SnapshotCredential> {
     const auth = clientCredentials(ctx, config, params);
-    const client = findClient(auth.clientId);
+    const client = server.findClient(auth.clientId);
     let ok = false;
-    if (client?.client_type === 'confidential') ok = await secrets.verify(client.id, client.client_secret, auth.clientSecret);
-    else if (client?.client_type === 'public') ok = allowPublic && (auth.clientSecret === undefined || auth.clientSecret.trim() === '');
+    if (client?.client_type === 'confidential') ok = await verifySecret(server, client, auth);
+    else if (client?.client_type === 'public') ok = allowPublic && !sentSecret(auth);
     if (ok) return client!;
-    const body = { ...INVALID_CLIENT };
     // RFC 7235 §3.1 / RFC 6749 §5.2: a 401 names the scheme to use. No credentials at all is 401
     // too; a failed client_secret_post stays 400 (no header was used).
-    if (auth.fromHeader || auth.clientId === undefined) ctx.respond(401, body, { ...NO_STORE, 'WWW-Authenticate': 'Basic realm="OAuth2.0"' });
-    else ctx.respond(400, body, NO_STORE);
-    return null;
+    throw invalidClient(auth.fromHeader || auth.clientId === undefined);
   }
 
   async function findToken(value: string, hint: unknown): Promise<{ kind: 'access' | 'refresh'; record: TokenRecord } | null> {
@@ -622,38 +526,24 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
   /**
    * What revocation (RFC 7009 §2.1) and introspection (RFC 7662 §2.1) share: HTTPS, an
    * authenticated client (public ones only where allowed: they may revoke, not introspect),
-   * a `token` parameter. Answers the error itself and returns null.
+   * a `token` parameter.
    */
-  async function tokenEndpointRequest(ctx: RequestContext, config: Oauth2Config, params: Params, allowPublic: boolean) {
-    const insecure = httpsError(ctx, config);
-    if (insecure) {
-      ctx.respond(400, insecure, NO_STORE);
-      return null;
-    }
-    const misuse = clientAuthMisuse(ctx, config, params);
-    if (misuse) {
-      ctx.respond(400, misuse, NO_STORE);
-      return null;
-    }
-    const client = await authenticateClient(ctx, config, params, allowPublic);
-    if (!client) return null;
+  async function presentedToken(request: EndpointRequest, allowPublic: boolean) {
+    const { ctx, config, params } = request;
+    requireHttps(ctx, config);
+    rejectClientAuthMisuse(request);
+    const client = await authenticateClient(request, allowPublic);
     const value = params.token;
-    if (typeof value !== 'string' || value === '') {
-      ctx.respond(400, { error: 'invalid_request', error_description: 'Missing token parameter' }, NO_STORE);
-      return null;
-    }
+    if (typeof value !== 'string' || value === '') throw new OAuthError('invalid_request', 'Missing token parameter');
     return { client, found: await findToken(value, params.token_type_hint) };
   }
 
-  async function revoke(ctx: RequestContext, config: Oauth2Config, params: Params) {
-    const request = await tokenEndpointRequest(ctx, config, params, true);
-    if (!request) return;
-    const { client, found } = request;
+  async function revoke(request: EndpointRequest) {
+    const { client, found } = await presentedToken(request, true);
     if (found) {
       if (found.record.credential_id !== client.id) {
         // RFC 7009 §2.1: the token must have been issued to the requesting client.
-        ctx.respond(400, { error: 'unauthorized_client', error_description: 'The token was not issued to this client' }, NO_STORE);
-        return;
+        throw new OAuthError('unauthorized_client', 'The token was not issued to this client');
       }
       // A refresh token takes its whole grant with it (RFC 7009 §2.1); an access token its row.
       if (found.kind === 'refresh') {
@@ -664,13 +554,12 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       }
     }
     // RFC 7009 §2.2: 200 also for unknown or already invalid tokens.
-    ctx.respond(200, {}, NO_STORE);
+    request.ctx.respond(200, {}, NO_STORE);
   }
 
-  async function introspect(ctx: RequestContext, config: Oauth2Config, params: Params) {
-    const request = await tokenEndpointRequest(ctx, config, params, false);
-    if (!request) return;
-    const { client, found } = request;
+  async function introspect(request: EndpointRequest) {
+    const { ctx } = request;
+    const { client, found } = await presentedToken(request, false);
     const inactive = () => ctx.respond(200, { active: false }, NO_STORE);
     if (!found || found.record.credential_id !== client.id) return inactive();
     const rec = found.record;
@@ -708,7 +597,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     // Over HTTPS only, as the endpoints it lists: asked over plain HTTP, its https:// addresses
     // would carry the plain listener's port from the Host header.
     const insecure = httpsError(ctx, config);
-    if (insecure) return ctx.respond(400, insecure, NO_STORE);
+    if (insecure) return respondError(ctx, config, insecure);
     const prefix = ctx.path.replace(/\/?\.well-known\/oauth-authorization-server\/?$/, '');
     const host = String(ctx.req.headers.host ?? '127.0.0.1');
     const issuer = `https://${host}${prefix}`;
@@ -778,14 +667,10 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
 
   async function resource(ctx: RequestContext, config: Oauth2Config) {
     const token = await findAccessToken(ctx, config);
-    let failure: Failure | null = null;
+    let failure: OAuthError | null = null;
     let authenticated: { record: TokenRecord; credential: SnapshotCredential; consumer: ConsumerEntity } | null = null;
     if (!token) {
-      failure = {
-        status: 401,
-        body: { error: 'invalid_request', error_description: 'The access token is missing' },
-        headers: { 'WWW-Authenticate': config.realm !== null ? `Bearer realm="${config.realm}"` : 'Bearer' },
-      };
+      failure = MISSING_TOKEN;
     } else {
       const record = await tokens.lookupAccess(sha256Hex(token));
       const credential = record ? server.credentialsById.get(record.credential_id) : undefined;
@@ -793,12 +678,12 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       const serviceId = ctx.service?.id ?? null;
       if (!record) {
         await tokens.assertRestored();
-        failure = invalidTokenFailure(config);
+        failure = INVALID_ACCESS_TOKEN;
       } else if (!config.global_credentials && !record.service_id) {
-        failure = invalidTokenFailure(config, "The access token is global, but the current plugin is configured without 'global_credentials'");
-      } else if (record.service_id && record.service_id !== serviceId) failure = invalidTokenFailure(config);
-      else if (record.expires_in > 0 && nowSeconds() - record.created_at > record.expires_in) failure = invalidTokenFailure(config);
-      else if (record.purge_at !== null && nowSeconds() >= record.purge_at) failure = invalidTokenFailure(config);
+        failure = GLOBAL_ACCESS_TOKEN;
+      } else if (record.service_id && record.service_id !== serviceId) failure = INVALID_ACCESS_TOKEN;
+      else if (record.expires_in > 0 && nowSeconds() - record.created_at > record.expires_in) failure = INVALID_ACCESS_TOKEN;
+      else if (record.purge_at !== null && nowSeconds() >= record.purge_at) failure = INVALID_ACCESS_TOKEN;
       else if (
         !credential ||
         credential.client_id !== record.client_id ||
@@ -807,7 +692,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         tokens.isConsumerRevoked(consumer.id)
       ) {
         // Deleting a consumer or credential revokes its tokens everywhere.
-        failure = invalidTokenFailure(config);
+        failure = INVALID_ACCESS_TOKEN;
       } else authenticated = { record, credential, consumer };
     }
 
@@ -838,7 +723,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       ctx.credential = null;
       return;
     }
-    ctx.respond(failure!.status, failure!.body, failure!.headers);
+    respondError(ctx, config, failure!);
   }
 
   return {
@@ -858,39 +743,32 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       const m = ENDPOINT_RE.exec(ctx.path);
       if (m) {
         const endpoint = m[1];
-        if (ctx.method !== 'POST') {
-          const description = `The HTTP method ${ctx.method} is invalid for the ${ENDPOINT_NAMES[endpoint]} endpoint`;
-          ctx.respond(
-            405,
-            { error: 'invalid_method', error_description: description },
-            { 'WWW-Authenticate': `Bearer ${realmPrefix(config)}error="invalid_method", error_description="${description}"` },
-          );
-          return;
-        }
+        if (ctx.method !== 'POST') return respondError(ctx, config, invalidMethod(ctx.method, ENDPOINT_NAMES[endpoint]));
         const params = await readParams(ctx);
         const tooLarge = oversized(ctx, config, params, endpoint);
-        if (tooLarge) {
-          // Before anything else reads them; nothing of the request is echoed.
-          ctx.respond(400, tooLarge, NO_STORE);
-          return;
-        }
+        // Before anything else reads them; nothing of the request is echoed.
+        if (tooLarge) return respondError(ctx, config, tooLarge);
+        const request: EndpointRequest = { ctx, config, plugin, params, server };
         try {
-          if (endpoint === 'token') return await token(ctx, config, plugin, params);
-          if (endpoint === 'authorize') return await authorize(ctx, config, plugin, params);
-          if (endpoint === 'revoke') return await revoke(ctx, config, params);
-          return await introspect(ctx, config, params);
+          if (endpoint === 'token') return await token(request);
+          if (endpoint === 'authorize') return await authorize(request);
+          if (endpoint === 'revoke') return await revoke(request);
+          return await introspect(request);
         } catch (err) {
           if (ctx.responded) throw err;
+          if (err instanceof OAuthError) {
+            const state = params.state;
+            if (endpoint === 'token') return respondError(ctx, config, err, state ?? undefined);
+            return respondError(ctx, config, err, endpoint === 'authorize' && typeof state === 'string' ? state : undefined);
+          }
           // RFC 6749 §4.1.2.1 / RFC 7009 §2.2.1: a passing outage is 503, and the client retries.
           if (err instanceof TokenStoreRestoringError) {
             ctx.log.debug('oauth2 endpoint: not found while the token store is being restored', { endpoint });
-            ctx.respond(503, { error: 'temporarily_unavailable', error_description: STORE_RESTORING }, { ...NO_STORE, 'Retry-After': '1' });
-            return;
+            return respondError(ctx, config, STORE_BEING_RESTORED);
           }
           if (!isStoreUnavailable(err)) throw err;
           ctx.log.warn('oauth2 endpoint: token store unreachable', { endpoint, error: (err as Error).message });
-          ctx.respond(503, { error: 'temporarily_unavailable', error_description: STORE_DOWN }, { ...NO_STORE, 'Retry-After': '1' });
-          return;
+          return respondError(ctx, config, STORE_UNREACHABLE);
         }
       }
       if ((ctx.method === 'GET' || ctx.method === 'HEAD') && ctx.path.replace(/\/$/, '').endsWith(WELL_KNOWN)) {
@@ -903,8 +781,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
           // Not 401: a client told its token is invalid throws it away (RFC 6750 §3 style, with
           // RFC 6749's temporarily_unavailable).
           ctx.log.debug('oauth2: unknown token while the token store is being restored');
-          const failure = restoringFailure(config);
-          return ctx.respond(failure.status, failure.body, failure.headers);
+          return respondError(ctx, config, RESTORING_ACCESS_TOKEN);
         }
         if (!isStoreUnavailable(err) || ctx.responded) throw err;
         // A token this data plane has not seen recently cannot be checked: say so, never 500.

@@ -135,3 +135,8 @@ export function encodeArgs(params: Record<string, string>): string {
     .map((k) => `${enc(k)}=${enc(params[k])}`)
     .join('&');
 }
+
+/** A parameter's value when it is one string (not repeated, not JSON of another type). */
+export function stringParam(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}

@@ -4,11 +4,22 @@
 // snapshot; tokens and codes from the shared store (see tokens.ts). No database, no round trip to
 // the control plane.
 import { safeEqual, sha256Base64Url, sha256Hex } from '@gatehouse/core/crypto.ts';
-import type { ConsumerEntity, PluginEntity } from '@gatehouse/core/entities.ts';
+import type { ConsumerEntity } from '@gatehouse/core/entities.ts';
 import type { DataPlaneServices, PluginHandler, RequestContext } from '@gatehouse/core/plugin-sdk.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
 import { isStoreUnavailable } from '@gatehouse/core/store/index.ts';
 import { INVALID_REDIRECT, requireAuthenticatedUserid, requireProvisionKey, retrieveScope, runChecks, type Check } from './checks.ts';
+import {
+  authenticateClient,
+  checkClientSecret,
+  CLIENT_AUTH_METHODS,
+  clientCredentials,
+  CONFIDENTIAL_CLIENT_AUTH_METHODS,
+  invalidClient,
+  oversizedBasicCredentials,
+  rejectClientAuthMisuse,
+  type ClientAuth,
+} from './client-auth.ts';
 import type { EndpointRequest } from './endpoints/endpoint.ts';
 import {
   httpsError,
@@ -81,66 +92,6 @@ function requiresPkce(config: Oauth2Config, client: SnapshotCredential): boolean
   return client.client_type === 'public' && config.pkce !== 'none';
 }
 
-interface ClientAuth {
-  clientId: string | undefined;
-  clientSecret: string | undefined;
-  fromHeader: boolean;
-}
-
-/** The client credentials of a Basic `auth_header_name` header, if the request has one. */
-function basicCredentials(ctx: RequestContext, config: Oauth2Config): ClientAuth | null {
-  const raw = ctx.req.headers[config.auth_header_name.toLowerCase()];
-  const header = Array.isArray(raw) ? raw[0] : raw;
-  const m = header === undefined ? null : /^\s*[Bb]asic\s*(.+)$/.exec(header);
-  if (!m) return null;
-  const decoded = Buffer.from(m[1].trim(), 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  return colon === -1
-    ? { clientId: decoded, clientSecret: undefined, fromHeader: true }
-    : { clientId: decoded.slice(0, colon), clientSecret: decoded.slice(colon + 1), fromHeader: true };
-}
-
-/** Kong's retrieve_client_credentials: body/query pair, else Basic in auth_header_name, else client_id alone. */
-function clientCredentials(ctx: RequestContext, config: Oauth2Config, params: Params): ClientAuth {
-  const id = stringParam(params.client_id);
-  const secret = stringParam(params.client_secret);
-  if (id !== undefined && secret !== undefined) return { clientId: id, clientSecret: secret, fromHeader: false };
-  return basicCredentials(ctx, config) ?? { clientId: id, clientSecret: undefined, fromHeader: false };
-}
-
-/** A parameter that was sent with a value (RFC 6749 §3.1: an empty one counts as omitted). */
-const sent = (v: unknown) => v !== undefined && v !== null && v !== '' && v !== true;
-
-/** A client_secret that was sent with a value (only spaces count as none). */
-const sentSecret = (auth: ClientAuth) => auth.clientSecret !== undefined && auth.clientSecret.trim() !== '';
-
-/**
- * invalid_client; a 401 naming the scheme to use (RFC 7235 §3.1 / RFC 6749 §5.2) when the
- * client tried a Basic header.
- */
-function invalidClient(challenge: boolean): OAuthError {
-  const description = 'Invalid client authentication';
-  return challenge
-    ? new OAuthError('invalid_client', description, { status: 401, headers: NO_STORE, challenge: 'Basic' })
-    : new OAuthError('invalid_client', description);
-}
-
-/**
- * Client authentication that RFC 6749 forbids though Kong accepts it, at the endpoints where
- * clients authenticate (token, revocation, introspection): credentials in the request URI
- * (§2.3.1: client_id and client_secret "MUST NOT be included in the request URI") and more
- * than one method in one request (§2.3: a Basic header and a client_secret parameter).
- */
-function rejectClientAuthMisuse({ ctx, config, params }: EndpointRequest): void {
-  const query = parseUrlEncoded(ctx.rawQuery);
-  if (sent(query.client_id) || sent(query.client_secret)) {
-    throw new OAuthError('invalid_request', 'Client credentials must not be sent in the request URI');
-  }
-  if (sent(params.client_secret) && basicCredentials(ctx, config) !== null) {
-    throw new OAuthError('invalid_request', 'The client must use only one authentication method');
-  }
-}
-
 /**
  * The first parameter over its size bound (limits.ts), the client credentials of a Basic header
  * included where the endpoint reads them (not at authorize).
@@ -148,11 +99,6 @@ function rejectClientAuthMisuse({ ctx, config, params }: EndpointRequest): void 
 function oversized(ctx: RequestContext, config: Oauth2Config, params: Params, endpoint: string): OAuthError | null {
   const tooLarge = oversizedParameter(params) ?? (endpoint === 'authorize' ? null : oversizedBasicCredentials(ctx, config));
   return tooLarge && new OAuthError(tooLarge.error, tooLarge.error_description);
-}
-
-function oversizedBasicCredentials(ctx: RequestContext, config: Oauth2Config) {
-  const basic = basicCredentials(ctx, config);
-  return basic && oversizedParameter({ client_id: basic.clientId, client_secret: basic.clientSecret });
 }
 
 export interface Oauth2DataPlaneHandler extends PluginHandler<Oauth2Config> {
@@ -242,17 +188,9 @@ const TOKEN_CHECKS: readonly Check<TokenRequest>[] = [
     if (grantType !== 'client_credentials' && registered && namedRedirect(registered, params.redirect_uri) === null) throw INVALID_REDIRECT;
   },
   async function clientSecretValid({ server, client, auth }) {
-    if (client?.client_type === 'confidential') {
-      if (!(await verifySecret(server, client, auth))) throw invalidClient(auth.fromHeader);
-    } else if (client?.client_type === 'public' && sentSecret(auth)) {
-      throw new OAuthError('invalid_request', 'client_secret is disallowed for public clients');
-    }
+    await checkClientSecret(server, client, auth);
   },
 ];
-
-function verifySecret(server: AuthorizationServer, client: SnapshotCredential, auth: ClientAuth): Promise<boolean> {
-  return server.secrets.verify(client.id, client.client_secret, auth.clientSecret);
-}
 
 export default async function createOauth2DataPlane(services: DataPlaneServices): Promise<Oauth2DataPlaneHandler> {
   const server = new AuthorizationServer(services);
@@ -499,19 +437,6 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
 
   // ------------------------------------------------------------------ RFC 7009 / RFC 7662
 
-  /** Client authentication for revocation and introspection: Basic or body credentials. */
-  async function authenticateClient({ ctx, config, params }: EndpointRequest, allowPublic: boolean): Promise<SnapshotCredential> {
-    const auth = clientCredentials(ctx, config, params);
-    const client = server.findClient(auth.clientId);
-    let ok = false;
-    if (client?.client_type === 'confidential') ok = await verifySecret(server, client, auth);
-    else if (client?.client_type === 'public') ok = allowPublic && !sentSecret(auth);
-    if (ok) return client!;
-    // RFC 7235 §3.1 / RFC 6749 §5.2: a 401 names the scheme to use. No credentials at all is 401
-    // too; a failed client_secret_post stays 400 (no header was used).
-    throw invalidClient(auth.fromHeader || auth.clientId === undefined);
-  }
-
   async function findToken(value: string, hint: unknown): Promise<{ kind: 'access' | 'refresh'; record: TokenRecord } | null> {
     const hash = sha256Hex(value);
     const order: ('access' | 'refresh')[] = hint === 'refresh_token' ? ['refresh', 'access'] : ['access', 'refresh'];
@@ -617,9 +542,9 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     body.introspection_endpoint = `${issuer}/oauth2/introspect`;
     if (responseTypes.length) body.response_types_supported = responseTypes;
     body.grant_types_supported = grants;
-    body.token_endpoint_auth_methods_supported = ['client_secret_basic', 'client_secret_post', 'none'];
-    body.revocation_endpoint_auth_methods_supported = ['client_secret_basic', 'client_secret_post', 'none'];
-    body.introspection_endpoint_auth_methods_supported = ['client_secret_basic', 'client_secret_post'];
+    body.token_endpoint_auth_methods_supported = CLIENT_AUTH_METHODS;
+    body.revocation_endpoint_auth_methods_supported = CLIENT_AUTH_METHODS;
+    body.introspection_endpoint_auth_methods_supported = CONFIDENTIAL_CLIENT_AUTH_METHODS;
     if (config.enable_authorization_code) body.code_challenge_methods_supported = ['S256'];
     if (config.scopes?.length) body.scopes_supported = config.scopes;
     ctx.respond(200, body, { 'Cache-Control': 'public, max-age=60' });

@@ -3,7 +3,7 @@
 // resource-server check on every other request. Consumers and credentials come from the config
 // snapshot; tokens and codes from the shared store (see tokens.ts). No database, no round trip to
 // the control plane.
-import { safeEqual, sha256Base64Url, sha256Hex } from '@gatehouse/core/crypto.ts';
+import { sha256Hex } from '@gatehouse/core/crypto.ts';
 import type { ConsumerEntity } from '@gatehouse/core/entities.ts';
 import type { DataPlaneServices, PluginHandler, RequestContext } from '@gatehouse/core/plugin-sdk.ts';
 import type { Snapshot } from '@gatehouse/core/snapshot.ts';
@@ -33,9 +33,11 @@ import {
   STORE_RESTORING,
   STORE_UNREACHABLE,
 } from './errors.ts';
+import { issueTokens, serviceIdFor, tokenResponse, type IssuedTokens } from './issue.ts';
 import { oversizedParameter } from './limits.ts';
 import { bodyKind, parseUrlEncoded, readBodyParams, readParams, removeQueryParam, stringParam, type Params } from './params.ts';
 import { namedRedirect, redirectBody, registeredRedirects } from './redirect.ts';
+import { checkVerifier, requestedChallenge } from './pkce.ts';
 import type { Oauth2Config } from './schema.ts';
 import { AuthorizationServer, type SnapshotCredential } from './server.ts';
 import { TokenStoreRestoringError, type TokenRecord, type TokenStore } from './tokens.ts';
@@ -71,26 +73,6 @@ const INVALID_CODE = new OAuthError('invalid_request', 'Invalid code');
 const INVALID_REFRESH_TOKEN = new OAuthError('invalid_request', 'Invalid refresh_token');
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
-
-/**
- * An S256 code_challenge (RFC 7636 §4.2: BASE64URL-NOPAD(SHA256(verifier)), i.e. exactly 43
- * unreserved characters encoding 32 bytes), normalised to unpadded base64url; null when it is
- * anything else. Kong's tolerance of the standard base64 alphabet and `=` padding is kept, but
- * the value must still encode exactly 32 bytes: Node's lenient decoder would turn junk (`A`,
- * `~`, `!!!!`) into an empty challenge, and an empty challenge used to mean "no PKCE".
- */
-function normaliseChallenge(challenge: string): string | null {
-  if (!/^[A-Za-z0-9\-_+/]{43}=?$/.test(challenge)) return null;
-  const unpadded = challenge.replace(/=$/, '').replace(/\+/g, '-').replace(/\//g, '_');
-  const bytes = Buffer.from(unpadded, 'base64url');
-  // Round trip: rejects a last character carrying bits beyond the 256 (non-canonical encodings).
-  return bytes.length === 32 && bytes.toString('base64url') === unpadded ? unpadded : null;
-}
-
-function requiresPkce(config: Oauth2Config, client: SnapshotCredential): boolean {
-  if (config.pkce === 'strict') return true;
-  return client.client_type === 'public' && config.pkce !== 'none';
-}
 
 /**
  * The first parameter over its size bound (limits.ts), the client credentials of a Basic header
@@ -142,24 +124,6 @@ const AUTHORIZATION_CHECKS: readonly Check<AuthorizationRequest>[] = [
   },
 ];
 
-/** The S256 challenge of an authorization request for a code, null when it has none. */
-function requestedChallenge(params: Params, config: Oauth2Config, client: SnapshotCredential): string | null {
-  const c = params.code_challenge;
-  const m = params.code_challenge_method;
-  if (c === undefined || c === null || c === '') {
-    if (m !== undefined && m !== null && m !== '') throw new OAuthError('invalid_request', 'code_challenge is required when code_method is present');
-    if (requiresPkce(config, client)) throw new OAuthError('invalid_request', `code_challenge is required for ${client.client_type} clients`);
-    return null;
-  }
-  if (m !== undefined && m !== null && m !== 'S256' && m !== 's256') throw new OAuthError('invalid_request', 'code_challenge_method is not supported, must be S256');
-  if (typeof c !== 'string') throw new OAuthError('invalid_request', 'code_challenge must be a string');
-  const challenge = normaliseChallenge(c);
-  if (challenge === null) {
-    throw new OAuthError('invalid_request', 'code_challenge must be the base64url-encoded SHA-256 of the code_verifier (43 characters)');
-  }
-  return challenge;
-}
-
 interface TokenRequest extends EndpointRequest {
   grantType: unknown;
   auth: ClientAuth;
@@ -195,10 +159,6 @@ const TOKEN_CHECKS: readonly Check<TokenRequest>[] = [
 export default async function createOauth2DataPlane(services: DataPlaneServices): Promise<Oauth2DataPlaneHandler> {
   const server = new AuthorizationServer(services);
   const { logger, tokens } = server;
-
-  function serviceIdFor(ctx: RequestContext, config: Oauth2Config): string | null {
-    return config.global_credentials ? null : (ctx.service?.id ?? null);
-  }
 
   // ------------------------------------------------------------------ /oauth2/authorize
 
@@ -237,20 +197,8 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       });
       response = { code };
     } else {
-      const issued = await tokens.issue({
-        credentialId: client!.id,
-        clientId: client!.client_id,
-        serviceId: serviceIdFor(ctx, config),
-        pluginId: plugin.id,
-        expiresIn: config.token_expiration,
-        refreshTokenTtl: config.refresh_token_ttl,
-        withRefresh: false,
-        scope,
-        authenticatedUserid: userid,
-        trackGrant: false,
-      });
-      response = { access_token: issued.accessToken, token_type: 'bearer' };
-      if (config.token_expiration > 0) response.expires_in = config.token_expiration;
+      const issued = await issueTokens(request, { client: client!, serviceId: serviceIdFor(ctx, config), scope, authenticatedUserid: userid, refreshable: false });
+      response = tokenResponse(issued, config.token_expiration, undefined);
       implicit = true;
     }
     if (typeof params.state === 'string') response.state = params.state;
@@ -267,23 +215,12 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     const client = server.findClient(auth.clientId);
     const grantType = params.grant_type;
     await runChecks(TOKEN_CHECKS, { ...request, grantType, auth, client });
-    ctx.respond(200, await grant(request, grantType as string, client), NO_STORE);
+    const issued = await grant(request, grantType as string, client);
+    ctx.respond(200, tokenResponse(issued, config.token_expiration, params.state), NO_STORE);
   }
 
-  /** Key order as Kong serialises it (its tests match the raw body). */
-  function tokenBody(accessToken: string, refreshToken: string | null, expiresIn: number, state: unknown) {
-    const body: Record<string, unknown> = {};
-    if (refreshToken) body.refresh_token = refreshToken;
-    body.token_type = 'bearer';
-    body.access_token = accessToken;
-    if (expiresIn > 0) body.expires_in = expiresIn;
-    if (state !== undefined && state !== null) body.state = state;
-    return body;
-  }
-
-  async function grant(request: EndpointRequest, grantType: string, client: SnapshotCredential | undefined): Promise<Record<string, unknown>> {
+  async function grant(request: EndpointRequest, grantType: string, client: SnapshotCredential | undefined): Promise<IssuedTokens> {
     const { ctx, config, plugin, params } = request;
-    const state = params.state;
     const serviceId = serviceIdFor(ctx, config);
 
     if (grantType === 'authorization_code') {
@@ -307,42 +244,22 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
         // RFC 6749 §4.1.3: the redirect_uri must be the one of the authorization request.
         throw new OAuthError('invalid_grant', 'redirect_uri does not match the authorization request');
       }
-      const verifier = params.code_verifier;
-      // Any recorded challenge, even an empty or malformed one from before it was validated,
-      // demands a verifier (an empty one can never match: the code is then unusable).
-      if (rec.challenge !== null && rec.challenge !== undefined) {
-        if (verifier === undefined || verifier === null) {
-          throw new OAuthError('invalid_request', 'code_verifier is required for PKCE authorization requests');
-        }
-        if (typeof verifier !== 'string') throw new OAuthError('invalid_request', 'code_verifier is not a string');
-        if (verifier.length < 43 || verifier.length > 128) {
-          throw new OAuthError('invalid_request', 'code_verifier must be between 43 and 128 characters');
-        }
-        if (!safeEqual(sha256Base64Url(verifier), rec.challenge)) throw new OAuthError('invalid_grant', 'Invalid code');
-      } else if (verifier !== undefined && verifier !== null && verifier !== '') {
-        // RFC 9700 §4.8.2 (PKCE downgrade): a verifier for a code issued without a challenge.
-        throw new OAuthError('invalid_grant', 'Invalid code');
-      }
+      checkVerifier(params, rec.challenge);
       if (!(await tokens.claimCode(rec))) {
         // Lost a concurrent redemption: that is a replay too.
         await tokens.revokeGrant(rec.grant_id);
         logger.warn('oauth2: authorization code redeemed twice; grant revoked', { grant_id: rec.grant_id });
         throw INVALID_CODE;
       }
-      const issued = await tokens.issue({
-        credentialId: client!.id,
-        clientId: client!.client_id,
+      const issued = await issueTokens(request, {
+        client: client!,
         serviceId,
-        pluginId: plugin.id,
-        expiresIn: config.token_expiration,
-        refreshTokenTtl: config.refresh_token_ttl,
-        withRefresh: true,
         scope: rec.scope,
         authenticatedUserid: rec.authenticated_userid,
+        refreshable: true,
         grantId: rec.grant_id,
-        trackGrant: true,
       });
-      return tokenBody(issued.accessToken, issued.refreshToken, config.token_expiration, state);
+      return issued;
     }
 
     if (grantType === 'client_credentials') {
@@ -354,38 +271,17 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       }
       const scope = retrieveScope(params, config);
       const userid = params.authenticated_userid;
-      const issued = await tokens.issue({
-        credentialId: client.id,
-        clientId: client.client_id,
-        serviceId,
-        pluginId: plugin.id,
-        expiresIn: config.token_expiration,
-        refreshTokenTtl: config.refresh_token_ttl,
-        withRefresh: false,
-        scope,
-        authenticatedUserid: typeof userid === 'string' ? userid : null,
-        trackGrant: false,
-      });
-      return tokenBody(issued.accessToken, null, config.token_expiration, state);
+      const authenticatedUserid = typeof userid === 'string' ? userid : null;
+      const issued = await issueTokens(request, { client, serviceId, scope, authenticatedUserid, refreshable: false });
+      return issued;
     }
 
     if (grantType === 'password') {
       requireProvisionKey(params, config);
       const userid = requireAuthenticatedUserid(params);
       const scope = retrieveScope(params, config);
-      const issued = await tokens.issue({
-        credentialId: client!.id,
-        clientId: client!.client_id,
-        serviceId,
-        pluginId: plugin.id,
-        expiresIn: config.token_expiration,
-        refreshTokenTtl: config.refresh_token_ttl,
-        withRefresh: true,
-        scope,
-        authenticatedUserid: userid,
-        trackGrant: true,
-      });
-      return tokenBody(issued.accessToken, issued.refreshToken, config.token_expiration, state);
+      const issued = await issueTokens(request, { client: client!, serviceId, scope, authenticatedUserid: userid, refreshable: true });
+      return issued;
     }
 
     // refresh_token
@@ -411,7 +307,7 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     }
     if (config.reuse_refresh_token) {
       const issued = await tokens.renewAccess(rec, config.token_expiration, config.refresh_token_ttl);
-      return tokenBody(issued.accessToken, presented!, config.token_expiration, state);
+      return { accessToken: issued.accessToken, refreshToken: presented! };
     }
     if (!(await tokens.claimRefresh(rec, config.refresh_token_ttl))) {
       await tokens.revokeGrant(rec.grant_id);
@@ -419,20 +315,15 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
       throw INVALID_REFRESH_TOKEN;
     }
     await tokens.revokeToken(rec);
-    const issued = await tokens.issue({
-      credentialId: client!.id,
-      clientId: client!.client_id,
+    const issued = await issueTokens(request, {
+      client: client!,
       serviceId: rec.service_id,
-      pluginId: plugin.id,
-      expiresIn: config.token_expiration,
-      refreshTokenTtl: config.refresh_token_ttl,
-      withRefresh: true,
       scope: rec.scope,
       authenticatedUserid: rec.authenticated_userid,
+      refreshable: true,
       grantId: rec.grant_id,
-      trackGrant: true,
     });
-    return tokenBody(issued.accessToken, issued.refreshToken, config.token_expiration, state);
+    return issued;
   }
 
   // ------------------------------------------------------------------ RFC 7009 / RFC 7662

@@ -18,9 +18,10 @@ import {
   invalidClient,
   oversizedBasicCredentials,
   rejectClientAuthMisuse,
-  type ClientAuth,
 } from './client-auth.ts';
 import type { EndpointRequest } from './endpoints/endpoint.ts';
+import type { GrantRequest } from './grants/grant.ts';
+import { grantEnabled, grantForResponseType, grantForType, GRANTS, type AuthorizationEndpointGrant, type TokenEndpointGrant } from './grants/index.ts';
 import {
   httpsError,
   invalidMethod,
@@ -33,11 +34,10 @@ import {
   STORE_RESTORING,
   STORE_UNREACHABLE,
 } from './errors.ts';
-import { issueTokens, serviceIdFor, tokenResponse, type IssuedTokens } from './issue.ts';
+import { tokenResponse } from './issue.ts';
 import { oversizedParameter } from './limits.ts';
 import { bodyKind, parseUrlEncoded, readBodyParams, readParams, removeQueryParam, stringParam, type Params } from './params.ts';
 import { namedRedirect, redirectBody, registeredRedirects } from './redirect.ts';
-import { checkVerifier, requestedChallenge } from './pkce.ts';
 import type { Oauth2Config } from './schema.ts';
 import { AuthorizationServer, type SnapshotCredential } from './server.ts';
 import { TokenStoreRestoringError, type TokenRecord, type TokenStore } from './tokens.ts';
@@ -69,9 +69,6 @@ const RESTORING_ACCESS_TOKEN = new OAuthError('temporarily_unavailable', STORE_R
   challenge: 'Bearer',
 });
 
-const INVALID_CODE = new OAuthError('invalid_request', 'Invalid code');
-const INVALID_REFRESH_TOKEN = new OAuthError('invalid_request', 'Invalid refresh_token');
-
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 /**
@@ -88,7 +85,8 @@ export interface Oauth2DataPlaneHandler extends PluginHandler<Oauth2Config> {
 }
 
 interface AuthorizationRequest extends EndpointRequest {
-  responseType: unknown;
+  /** The grant its response_type starts, enabled or not. */
+  grant: AuthorizationEndpointGrant | undefined;
   /** The client, when it has redirect URIs (Kong answers one without as an unknown client). */
   client: SnapshotCredential | null;
   /** The redirect URI the request names, when it is registered. */
@@ -105,10 +103,8 @@ const AUTHORIZATION_CHECKS: readonly Check<AuthorizationRequest>[] = [
       throw new OAuthError('invalid_request', 'state must be a string');
     }
   },
-  function responseTypeEnabled({ responseType, config }) {
-    if (!((responseType === 'code' && config.enable_authorization_code) || (responseType === 'token' && config.enable_implicit_grant))) {
-      throw new OAuthError('unsupported_response_type', 'Invalid response_type');
-    }
+  function responseTypeEnabled({ grant, config }) {
+    if (!grant || !grantEnabled(grant, config)) throw new OAuthError('unsupported_response_type', 'Invalid response_type');
   },
   function scopeValid({ params, config }) {
     retrieveScope(params, config);
@@ -119,37 +115,28 @@ const AUTHORIZATION_CHECKS: readonly Check<AuthorizationRequest>[] = [
   function redirectUriRegistered({ client, redirectUri }) {
     if (client && redirectUri === null) throw INVALID_REDIRECT;
   },
-  function pkceChallengeValid(r) {
-    if (r.client && r.responseType === 'code') requestedChallenge(r.params, r.config, r.client);
+  function grantAccepts(request) {
+    if (request.client) request.grant?.authorization.check?.(request, request.client);
   },
 ];
 
-interface TokenRequest extends EndpointRequest {
-  grantType: unknown;
-  auth: ClientAuth;
-  client: SnapshotCredential | undefined;
+interface TokenRequest extends GrantRequest {
+  /** The grant its grant_type names, enabled or not. */
+  grant: TokenEndpointGrant | undefined;
 }
 
 /** Kong's checks at /oauth2/token once the request passed HTTPS and the client authentication rules. */
 const TOKEN_CHECKS: readonly Check<TokenRequest>[] = [
-  function grantTypeEnabled({ grantType, config }) {
-    if (
-      !(
-        grantType === 'authorization_code' ||
-        grantType === 'refresh_token' ||
-        (grantType === 'client_credentials' && config.enable_client_credentials) ||
-        (grantType === 'password' && config.enable_password_grant)
-      )
-    ) {
-      throw new OAuthError('unsupported_grant_type', 'Invalid grant_type');
-    }
+  function grantTypeEnabled({ grant, config }) {
+    if (!grant || !(grant.alwaysRedeemable || grantEnabled(grant, config))) throw new OAuthError('unsupported_grant_type', 'Invalid grant_type');
   },
-  function clientHasRedirectUris({ grantType, client, auth }) {
-    if (grantType !== 'client_credentials' && !registeredRedirects(client)) throw invalidClient(auth.fromHeader);
+  // An unknown grant_type is held to the redirect URI rules too (Kong's order).
+  function clientHasRedirectUris({ grant, client, auth }) {
+    if ((grant?.requiresRedirectUri ?? true) && !registeredRedirects(client)) throw invalidClient(auth.fromHeader);
   },
-  function redirectUriRegistered({ grantType, client, params }) {
+  function redirectUriRegistered({ grant, client, params }) {
     const registered = registeredRedirects(client);
-    if (grantType !== 'client_credentials' && registered && namedRedirect(registered, params.redirect_uri) === null) throw INVALID_REDIRECT;
+    if ((grant?.requiresRedirectUri ?? true) && registered && namedRedirect(registered, params.redirect_uri) === null) throw INVALID_REDIRECT;
   },
   async function clientSecretValid({ server, client, auth }) {
     await checkClientSecret(server, client, auth);
@@ -158,51 +145,32 @@ const TOKEN_CHECKS: readonly Check<TokenRequest>[] = [
 
 export default async function createOauth2DataPlane(services: DataPlaneServices): Promise<Oauth2DataPlaneHandler> {
   const server = new AuthorizationServer(services);
-  const { logger, tokens } = server;
+  const { tokens } = server;
 
   // ------------------------------------------------------------------ /oauth2/authorize
 
   async function authorize(request: EndpointRequest) {
-    const { ctx, config, plugin, params } = request;
+    const { ctx, config, params } = request;
     requireHttps(ctx, config);
     requireProvisionKey(params, config);
-    const userid = requireAuthenticatedUserid(params);
-    const responseType = params.response_type;
+    const authenticatedUserid = requireAuthenticatedUserid(params);
+    const grant = grantForResponseType(params.response_type);
     const found = server.findClient(stringParam(params.client_id));
     const registered = registeredRedirects(found);
     const client = registered ? found! : null;
     const redirectUri = registered && namedRedirect(registered, params.redirect_uri);
     try {
-      await runChecks(AUTHORIZATION_CHECKS, { ...request, responseType, client, redirectUri });
+      await runChecks(AUTHORIZATION_CHECKS, { ...request, grant, client, redirectUri });
     } catch (err) {
       // As Kong: once the client is known, the error goes to its redirect URI, the first
       // registered one when the request named another.
       throw registered && err instanceof OAuthError ? err.redirectedTo(redirectUri ?? registered[0]) : err;
     }
+    // The checks passed: the grant is enabled, the client and its redirect URI known.
     const scope = retrieveScope(params, config);
-    let response: Record<string, unknown>;
-    let implicit = false;
-    if (responseType === 'code') {
-      const challenge = requestedChallenge(params, config, client!);
-      const code = await tokens.createCode({
-        credential_id: client!.id,
-        client_id: client!.client_id,
-        service_id: serviceIdFor(ctx, config),
-        plugin_id: plugin.id,
-        authenticated_userid: userid,
-        scope,
-        redirect_uri: typeof params.redirect_uri === 'string' && params.redirect_uri !== '' ? params.redirect_uri : null,
-        challenge,
-        challenge_method: challenge === null ? null : 'S256',
-      });
-      response = { code };
-    } else {
-      const issued = await issueTokens(request, { client: client!, serviceId: serviceIdFor(ctx, config), scope, authenticatedUserid: userid, refreshable: false });
-      response = tokenResponse(issued, config.token_expiration, undefined);
-      implicit = true;
-    }
-    if (typeof params.state === 'string') response.state = params.state;
-    ctx.respond(200, redirectBody(redirectUri!, response, implicit), NO_STORE);
+    const response = await grant!.authorization.respond({ ...request, client: client!, authenticatedUserid, scope });
+    if (typeof params.state === 'string') response.fields.state = params.state;
+    ctx.respond(200, redirectBody(redirectUri!, response.fields, response.inFragment), NO_STORE);
   }
 
   // ------------------------------------------------------------------ /oauth2/token
@@ -213,117 +181,12 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     rejectClientAuthMisuse(request);
     const auth = clientCredentials(ctx, config, params);
     const client = server.findClient(auth.clientId);
-    const grantType = params.grant_type;
-    await runChecks(TOKEN_CHECKS, { ...request, grantType, auth, client });
-    const issued = await grant(request, grantType as string, client);
+    const grant = grantForType(params.grant_type);
+    const tokenRequest: TokenRequest = { ...request, grant, auth, client };
+    await runChecks(TOKEN_CHECKS, tokenRequest);
+    // The checks passed: the grant is one the token endpoint takes.
+    const issued = await grant!.exchange(tokenRequest);
     ctx.respond(200, tokenResponse(issued, config.token_expiration, params.state), NO_STORE);
-  }
-
-  async function grant(request: EndpointRequest, grantType: string, client: SnapshotCredential | undefined): Promise<IssuedTokens> {
-    const { ctx, config, plugin, params } = request;
-    const serviceId = serviceIdFor(ctx, config);
-
-    if (grantType === 'authorization_code') {
-      const code = stringParam(params.code);
-      const hash = code ? sha256Hex(code) : null;
-      const rec = hash ? await tokens.lookupCode(hash) : null;
-      if (!rec) {
-        if (hash) {
-          await tokens.assertRestored();
-          // RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it produced.
-          await server.revokeReplayedGrant(await tokens.usedCodeGrant(hash), 'authorization code replayed');
-        }
-        throw INVALID_CODE;
-      }
-      if ((serviceId && serviceId !== rec.service_id) || rec.credential_id !== client!.id) throw INVALID_CODE;
-      // Issued under a client_id the credential no longer has.
-      if (rec.client_id !== undefined && rec.client_id !== client!.client_id) throw INVALID_CODE;
-      if (config.global_credentials && rec.plugin_id && rec.plugin_id !== plugin.id) throw INVALID_CODE;
-      const redirect = stringParam(params.redirect_uri);
-      if (rec.redirect_uri && redirect && redirect !== rec.redirect_uri) {
-        // RFC 6749 §4.1.3: the redirect_uri must be the one of the authorization request.
-        throw new OAuthError('invalid_grant', 'redirect_uri does not match the authorization request');
-      }
-      checkVerifier(params, rec.challenge);
-      if (!(await tokens.claimCode(rec))) {
-        // Lost a concurrent redemption: that is a replay too.
-        await tokens.revokeGrant(rec.grant_id);
-        logger.warn('oauth2: authorization code redeemed twice; grant revoked', { grant_id: rec.grant_id });
-        throw INVALID_CODE;
-      }
-      const issued = await issueTokens(request, {
-        client: client!,
-        serviceId,
-        scope: rec.scope,
-        authenticatedUserid: rec.authenticated_userid,
-        refreshable: true,
-        grantId: rec.grant_id,
-      });
-      return issued;
-    }
-
-    if (grantType === 'client_credentials') {
-      if (params.authenticated_userid !== undefined) requireProvisionKey(params, config);
-      if (!client) throw invalidClient(false);
-      if (client.client_type === 'public') {
-        // RFC 6749 §4.4: confidential clients only (Kong hands tokens to anyone knowing a public client_id).
-        throw new OAuthError('unauthorized_client', 'The client_credentials grant is for confidential clients only');
-      }
-      const scope = retrieveScope(params, config);
-      const userid = params.authenticated_userid;
-      const authenticatedUserid = typeof userid === 'string' ? userid : null;
-      const issued = await issueTokens(request, { client, serviceId, scope, authenticatedUserid, refreshable: false });
-      return issued;
-    }
-
-    if (grantType === 'password') {
-      requireProvisionKey(params, config);
-      const userid = requireAuthenticatedUserid(params);
-      const scope = retrieveScope(params, config);
-      const issued = await issueTokens(request, { client: client!, serviceId, scope, authenticatedUserid: userid, refreshable: true });
-      return issued;
-    }
-
-    // refresh_token
-    const presented = stringParam(params.refresh_token);
-    const hash = presented ? sha256Hex(presented) : null;
-    const rec = hash ? await tokens.lookupRefresh(hash) : null;
-    if (!rec) {
-      if (hash) {
-        await tokens.assertRestored();
-        // RFC 9700 §4.14.2: a rotated refresh token came back; revoke the grant's live tokens.
-        await server.revokeReplayedGrant(await tokens.usedRefreshGrant(hash), 'rotated refresh token reused');
-      }
-      throw INVALID_REFRESH_TOKEN;
-    }
-    if (serviceId && serviceId !== rec.service_id) throw INVALID_REFRESH_TOKEN;
-    if (rec.credential_id !== client!.id) throw invalidClient(false);
-    // Changing a credential's client_id ends the tokens issued under the old one, refresh tokens too.
-    if (rec.client_id !== client!.client_id) throw INVALID_REFRESH_TOKEN;
-    if (config.scopes && rec.scope) {
-      for (const s of rec.scope.split(' ')) {
-        if (!config.scopes.includes(s)) throw new OAuthError('invalid_scope', 'Scope mismatch');
-      }
-    }
-    if (config.reuse_refresh_token) {
-      const issued = await tokens.renewAccess(rec, config.token_expiration, config.refresh_token_ttl);
-      return { accessToken: issued.accessToken, refreshToken: presented! };
-    }
-    if (!(await tokens.claimRefresh(rec, config.refresh_token_ttl))) {
-      await tokens.revokeGrant(rec.grant_id);
-      logger.warn('oauth2: refresh token redeemed twice; grant revoked', { grant_id: rec.grant_id });
-      throw INVALID_REFRESH_TOKEN;
-    }
-    await tokens.revokeToken(rec);
-    const issued = await issueTokens(request, {
-      client: client!,
-      serviceId: rec.service_id,
-      scope: rec.scope,
-      authenticatedUserid: rec.authenticated_userid,
-      refreshable: true,
-      grantId: rec.grant_id,
-    });
-    return issued;
   }
 
   // ------------------------------------------------------------------ RFC 7009 / RFC 7662
@@ -417,26 +280,19 @@ export default async function createOauth2DataPlane(services: DataPlaneServices)
     const prefix = ctx.path.replace(/\/?\.well-known\/oauth-authorization-server\/?$/, '');
     const host = String(ctx.req.headers.host ?? '127.0.0.1');
     const issuer = `https://${host}${prefix}`;
-    const grants: string[] = [];
-    if (config.enable_authorization_code) grants.push('authorization_code');
-    if (config.enable_implicit_grant) grants.push('implicit');
-    if (config.enable_client_credentials) grants.push('client_credentials');
-    if (config.enable_password_grant) grants.push('password');
-    if ((config.enable_authorization_code || config.enable_password_grant) && config.token_expiration > 0) grants.push('refresh_token');
-    const responseTypes: string[] = [];
-    if (config.enable_authorization_code) responseTypes.push('code');
-    if (config.enable_implicit_grant) responseTypes.push('token');
+    const grants = GRANTS.filter((grant) => grantEnabled(grant, config));
+    const responseTypes = grants.flatMap((grant) => (grant.authorization ? [grant.authorization.responseType] : []));
     const body: Record<string, unknown> = { issuer };
     if (responseTypes.length) body.authorization_endpoint = `${issuer}/oauth2/authorize`;
     body.token_endpoint = `${issuer}/oauth2/token`;
     body.revocation_endpoint = `${issuer}/oauth2/revoke`;
     body.introspection_endpoint = `${issuer}/oauth2/introspect`;
     if (responseTypes.length) body.response_types_supported = responseTypes;
-    body.grant_types_supported = grants;
+    body.grant_types_supported = grants.map((grant) => grant.type);
     body.token_endpoint_auth_methods_supported = CLIENT_AUTH_METHODS;
     body.revocation_endpoint_auth_methods_supported = CLIENT_AUTH_METHODS;
     body.introspection_endpoint_auth_methods_supported = CONFIDENTIAL_CLIENT_AUTH_METHODS;
-    if (config.enable_authorization_code) body.code_challenge_methods_supported = ['S256'];
+    for (const grant of grants) Object.assign(body, grant.metadata);
     if (config.scopes?.length) body.scopes_supported = config.scopes;
     ctx.respond(200, body, { 'Cache-Control': 'public, max-age=60' });
   }

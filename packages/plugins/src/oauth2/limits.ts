@@ -9,7 +9,7 @@ export const ID_MAX = 255;
 export const TOKEN_MAX = 1024;
 export const URI_MAX = 2048;
 
-const LIMITS: ReadonlyMap<string, number> = new Map([
+const LIMITS = new Map([
   ['client_id', ID_MAX],
   ['client_secret', ID_MAX],
   ['provision_key', ID_MAX],
@@ -29,7 +29,10 @@ const LIMITS: ReadonlyMap<string, number> = new Map([
   ['grant_type', 64],
   ['response_type', 64],
   ['token_type_hint', 64],
-]);
+] as const);
+
+/** The name of a parameter with a size bound. */
+export type BoundedParameter = typeof LIMITS extends ReadonlyMap<infer Name, number> ? Name : never;
 
 /** A string's length; anything else (a repeated parameter, JSON) by the length of its JSON text. */
 function size(value: unknown): number {

@@ -1,8 +1,9 @@
 // Kong's oauth2 plugin config (kong/plugins/oauth2/schema.lua): same fields, defaults, errors.
 import { z } from 'zod';
+// The grants' flags come from their list. grants/ loads no store, Redis or bcrypt code (handlers
+// reach the token store through the request): the control plane imports this file.
+import { GRANT_FLAGS } from './grants/index.ts';
 import { ID_MAX } from './limits.ts';
-
-const FLOWS = ['enable_authorization_code', 'enable_implicit_grant', 'enable_client_credentials', 'enable_password_grant'] as const;
 
 export const oauth2ConfigSchema = z
   .strictObject({
@@ -31,9 +32,9 @@ export const oauth2ConfigSchema = z
     if (config.mandatory_scope && (config.scopes === null || config.scopes.length === 0)) {
       ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'required field missing' });
     }
-    if (!FLOWS.some((flow) => config[flow])) {
+    if (!GRANT_FLAGS.some((flag) => config[flag])) {
       // Kong reports this record-level rule on the `config` field itself.
-      ctx.addIssue({ code: 'custom', path: ['@config'], message: `at least one of these fields must be true: ${FLOWS.join(', ')}` });
+      ctx.addIssue({ code: 'custom', path: ['@config'], message: `at least one of these fields must be true: ${GRANT_FLAGS.join(', ')}` });
     }
   });
 

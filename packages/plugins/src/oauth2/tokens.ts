@@ -133,7 +133,7 @@ export interface Issued {
   record: TokenRecord;
 }
 
-const now = () => Math.floor(Date.now() / 1000);
+export const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 export function purgeAtFor(createdAt: number, expiresIn: number, refreshTokenTtl: number): number | null {
   // Kong: rows get a TTL of refresh_token_ttl, only when token_expiration > 0 and the TTL > 0.
@@ -353,7 +353,7 @@ export class TokenStore {
   async issue(o: IssueOptions): Promise<Issued> {
     const accessToken = randomAlnum(32);
     const refreshToken = o.withRefresh && o.expiresIn > 0 ? randomAlnum(32) : null;
-    const createdAt = now();
+    const createdAt = nowSeconds();
     const record: TokenRecord = {
       id: newId(),
       credential_id: o.credentialId,
@@ -426,7 +426,7 @@ export class TokenStore {
   /** reuse_refresh_token: the same row gets a new access token and a fresh lifetime. */
   async renewAccess(old: TokenRecord, expiresIn: number, refreshTokenTtl: number): Promise<Issued> {
     const accessToken = randomAlnum(32);
-    const createdAt = now();
+    const createdAt = nowSeconds();
     const record: TokenRecord = {
       ...old,
       access_hash: sha256Hex(accessToken),
@@ -459,7 +459,7 @@ export class TokenStore {
 
   async createCode(fields: Omit<CodeRecord, 'id' | 'grant_id' | 'created_at' | 'expires_at' | 'code_hash'>): Promise<string> {
     const code = randomAlnum(32);
-    const createdAt = now();
+    const createdAt = nowSeconds();
     const record: CodeRecord = {
       ...fields,
       id: newId(),
@@ -477,7 +477,7 @@ export class TokenStore {
     const raw = await this.store.get(KEYS.code(hash));
     if (!raw) return null;
     const record = JSON.parse(raw) as CodeRecord;
-    return record.expires_at > now() ? record : null;
+    return record.expires_at > nowSeconds() ? record : null;
   }
 
   /** Single use: exactly one concurrent caller wins; the used marker is written before the code disappears. */

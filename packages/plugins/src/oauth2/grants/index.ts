@@ -19,6 +19,11 @@ export function grantEnabled(grant: Grant, config: Oauth2Config): boolean {
   return typeof grant.enabledBy === 'string' ? config[grant.enabledBy] : grant.enabledBy(config);
 }
 
+/** RFC 8414's response_types_supported: those of the enabled grants that start at the authorization endpoint. */
+export function responseTypesSupported(config: Oauth2Config): string[] {
+  return GRANTS.flatMap((grant) => (grant.authorization && grantEnabled(grant, config) ? [grant.authorization.responseType] : []));
+}
+
 export type TokenEndpointGrant = Grant & Required<Pick<Grant, 'exchange'>>;
 export type AuthorizationEndpointGrant = Grant & Required<Pick<Grant, 'authorization'>>;
 

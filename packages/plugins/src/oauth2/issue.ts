@@ -14,7 +14,8 @@ export function serviceIdFor(ctx: RequestContext, config: Oauth2Config): string 
 
 export interface Issuance {
   client: SnapshotCredential;
-  serviceId: string | null;
+  /** The service the tokens are bound to; the request's (serviceIdFor) when omitted. */
+  serviceId?: string | null;
   scope: string | null;
   authenticatedUserid: string | null;
   /**
@@ -27,12 +28,12 @@ export interface Issuance {
   grantId?: string;
 }
 
-export function issueTokens({ server, config, plugin }: EndpointRequest, issuance: Issuance): Promise<Issued> {
+export function issueTokens({ ctx, server, config, plugin }: EndpointRequest, issuance: Issuance): Promise<Issued> {
   const { client } = issuance;
   return server.tokens.issue({
     credentialId: client.id,
     clientId: client.client_id,
-    serviceId: issuance.serviceId,
+    serviceId: issuance.serviceId !== undefined ? issuance.serviceId : serviceIdFor(ctx, config),
     pluginId: plugin.id,
     expiresIn: config.token_expiration,
     refreshTokenTtl: config.refresh_token_ttl,

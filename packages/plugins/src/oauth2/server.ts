@@ -3,6 +3,7 @@
 // and consumers of the config snapshot, indexed. Consumers and credentials come from the
 // snapshot; tokens and codes from the shared store. No database, no round trip to the control
 // plane.
+import { sha256Hex } from '@gatehouse/core/crypto.ts';
 import type { ConsumerEntity } from '@gatehouse/core/entities.ts';
 import type { DataPlaneServices } from '@gatehouse/core/plugin-sdk.ts';
 import type { Logger } from '@gatehouse/core/logger.ts';
@@ -71,10 +72,26 @@ export class AuthorizationServer {
     this.tokens.pruneRevoked((id) => byId.has(id), (id) => cById.has(id), created);
   }
 
-  /** A single-use value (code, rotated refresh token) presented again: its grant is revoked. */
-  async revokeReplayedGrant(grantId: string | null, what: string) {
-    if (!grantId) return;
-    const n = await this.tokens.revokeGrant(grantId);
-    this.logger.warn(`oauth2: ${what}; grant revoked`, { grant_id: grantId, tokens_revoked: n });
+  /**
+   * The record of a presented single-use value (an authorization code, a refresh token), looked
+   * up by its hash. Not found: while the store is being restored that proves nothing (throws
+   * TokenStoreRestoringError); if it was redeemed before, it is a replay and its grant is revoked.
+   */
+  async lookupSingleUse<T>(
+    value: string | undefined,
+    lookup: (hash: string) => Promise<T | null>,
+    redeemedGrant: (hash: string) => Promise<string | null>,
+    replay: string,
+  ): Promise<T | null> {
+    const hash = value ? sha256Hex(value) : null;
+    const record = hash ? await lookup(hash) : null;
+    if (record || !hash) return record;
+    await this.tokens.assertRestored();
+    const grantId = await redeemedGrant(hash);
+    if (grantId) {
+      const n = await this.tokens.revokeGrant(grantId);
+      this.logger.warn(`oauth2: ${replay}; grant revoked`, { grant_id: grantId, tokens_revoked: n });
+    }
+    return null;
   }
 }

@@ -20,7 +20,10 @@ interface AuthorizationRequest extends EndpointRequest {
   redirectUri: string | null;
 }
 
-/** Kong's checks once the request passed HTTPS, provision_key and authenticated_userid. */
+/**
+ * Kong's checks, in its order, once the request passed HTTPS, provision_key and
+ * authenticated_userid: each runs, and the last one that fails is answered (runChecks).
+ */
 const CHECKS: readonly Check<AuthorizationRequest>[] = [
   function stateIsOneString({ params }) {
     const state = params.state;

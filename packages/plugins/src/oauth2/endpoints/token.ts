@@ -17,7 +17,10 @@ interface TokenRequest extends GrantRequest {
 /** An unknown grant_type is held to the redirect URI rules too. */
 const requiresRedirectUri = ({ grant }: TokenRequest) => grant?.requiresRedirectUri ?? true;
 
-/** Kong's checks once the request passed HTTPS and the client authentication rules. */
+/**
+ * Kong's checks, in its order, once the request passed HTTPS and the client authentication
+ * rules: each runs, and the last one that fails is answered (runChecks).
+ */
 const CHECKS: readonly Check<TokenRequest>[] = [
   function grantTypeEnabled({ grant, config }) {
     if (!grant || !(grant.alwaysRedeemable || grantEnabled(grant, config))) throw new OAuthError('unsupported_grant_type', 'Invalid grant_type');

@@ -1,6 +1,5 @@
 // The authorization code grant (RFC 6749 §4.1) with PKCE (RFC 7636, pkce.ts): the authorization
 // endpoint issues a code (response_type=code), the token endpoint redeems it once.
-import { sha256Hex } from '@gatehouse/core/crypto.ts';
 import { OAuthError } from '../errors.ts';
 import { issueTokens, serviceIdFor } from '../issue.ts';
 import { stringParam } from '../params.ts';
@@ -30,17 +29,14 @@ async function redeemCode(request: GrantRequest) {
   const { tokens } = server;
   const client = request.client!;
   const serviceId = serviceIdFor(ctx, config);
-  const code = stringParam(params.code);
-  const hash = code ? sha256Hex(code) : null;
-  const rec = hash ? await tokens.lookupCode(hash) : null;
-  if (!rec) {
-    if (hash) {
-      await tokens.assertRestored();
-      // RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it produced.
-      await server.revokeReplayedGrant(await tokens.usedCodeGrant(hash), 'authorization code replayed');
-    }
-    throw INVALID_CODE;
-  }
+  // RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it produced.
+  const rec = await server.lookupSingleUse(
+    stringParam(params.code),
+    (hash) => tokens.lookupCode(hash),
+    (hash) => tokens.usedCodeGrant(hash),
+    'authorization code replayed',
+  );
+  if (!rec) throw INVALID_CODE;
   if ((serviceId && serviceId !== rec.service_id) || rec.credential_id !== client.id) throw INVALID_CODE;
   // Issued under a client_id the credential no longer has.
   if (rec.client_id !== undefined && rec.client_id !== client.client_id) throw INVALID_CODE;

@@ -3,11 +3,12 @@
 import { invalidClient } from '../client-auth.ts';
 import { requireProvisionKey, retrieveScope } from '../checks.ts';
 import { OAuthError } from '../errors.ts';
-import { issueTokens, serviceIdFor } from '../issue.ts';
+import { issueTokens } from '../issue.ts';
+import { stringParam } from '../params.ts';
 import type { Grant, GrantRequest } from './grant.ts';
 
 async function issueToClient(request: GrantRequest) {
-  const { ctx, config, params, client } = request;
+  const { config, params, client } = request;
   if (params.authenticated_userid !== undefined) requireProvisionKey(params, config);
   if (!client) throw invalidClient(false);
   if (client.client_type === 'public') {
@@ -15,9 +16,8 @@ async function issueToClient(request: GrantRequest) {
     throw new OAuthError('unauthorized_client', 'The client_credentials grant is for confidential clients only');
   }
   const scope = retrieveScope(params, config);
-  const userid = params.authenticated_userid;
-  const authenticatedUserid = typeof userid === 'string' ? userid : null;
-  return issueTokens(request, { client, serviceId: serviceIdFor(ctx, config), scope, authenticatedUserid, refreshable: false });
+  const authenticatedUserid = stringParam(params.authenticated_userid) ?? null;
+  return issueTokens(request, { client, scope, authenticatedUserid, refreshable: false });
 }
 
 export const clientCredentials: Grant = {

@@ -1,12 +1,12 @@
 // The implicit grant (RFC 6749 §4.2): the authorization endpoint (response_type=token) issues
 // the access token itself, in the redirect URI's fragment and without a refresh token. The
 // token endpoint never sees it.
-import { issueTokens, serviceIdFor, tokenResponse } from '../issue.ts';
+import { issueTokens, tokenResponse } from '../issue.ts';
 import type { AuthorizedRequest, Grant } from './grant.ts';
 
 async function issueInFragment(request: AuthorizedRequest) {
-  const { ctx, config, client, scope, authenticatedUserid } = request;
-  const issued = await issueTokens(request, { client, serviceId: serviceIdFor(ctx, config), scope, authenticatedUserid, refreshable: false });
+  const { config, client, scope, authenticatedUserid } = request;
+  const issued = await issueTokens(request, { client, scope, authenticatedUserid, refreshable: false });
   return { fields: tokenResponse(issued, config.token_expiration, undefined), inFragment: true };
 }
 

@@ -1,6 +1,5 @@
 // The refresh token grant (RFC 6749 §6): rotation by default, with reuse detection (RFC 9700
 // §4.14.2); reuse_refresh_token keeps the refresh token and replaces the access token.
-import { sha256Hex } from '@gatehouse/core/crypto.ts';
 import { invalidClient } from '../client-auth.ts';
 import { OAuthError } from '../errors.ts';
 import { issueTokens, serviceIdFor } from '../issue.ts';
@@ -15,16 +14,14 @@ async function refresh(request: GrantRequest) {
   const client = request.client!;
   const serviceId = serviceIdFor(ctx, config);
   const presented = stringParam(params.refresh_token);
-  const hash = presented ? sha256Hex(presented) : null;
-  const rec = hash ? await tokens.lookupRefresh(hash) : null;
-  if (!rec) {
-    if (hash) {
-      await tokens.assertRestored();
-      // RFC 9700 §4.14.2: a rotated refresh token came back; revoke the grant's live tokens.
-      await server.revokeReplayedGrant(await tokens.usedRefreshGrant(hash), 'rotated refresh token reused');
-    }
-    throw INVALID_REFRESH_TOKEN;
-  }
+  // RFC 9700 §4.14.2: a rotated refresh token came back; revoke the grant's live tokens.
+  const rec = await server.lookupSingleUse(
+    presented,
+    (hash) => tokens.lookupRefresh(hash),
+    (hash) => tokens.usedRefreshGrant(hash),
+    'rotated refresh token reused',
+  );
+  if (!rec) throw INVALID_REFRESH_TOKEN;
   if (serviceId && serviceId !== rec.service_id) throw INVALID_REFRESH_TOKEN;
   if (rec.credential_id !== client.id) throw invalidClient(false);
   // Changing a credential's client_id ends the tokens issued under the old one, refresh tokens too.

@@ -21,6 +21,7 @@ import { startDataPlane } from '@gatehouse/data-plane';
 import { oauth2Plugin } from '@gatehouse/plugins/oauth2/index.ts';
 import { oauth2ConfigSchema } from '@gatehouse/plugins/oauth2/schema.ts';
 import { hashSecret } from '@gatehouse/plugins/oauth2/secrets.ts';
+import { KEYS as OAUTH2_KEYS } from '@gatehouse/plugins/oauth2/tokens.ts';
 import type { BenchResult } from './lib.ts';
 
 
@@ -98,6 +99,9 @@ export async function runOauth2Bench(options: { durationMs?: number; concurrency
       id: randomUUID(), consumer: { id: consumer.id }, name: 'bench', client_id: 'bench-client', client_secret: await hashSecret(secret, true),
       hash_secret: true, redirect_uris: null, client_type: 'confidential', tags: null, created_at: t,
     };
+    // What a control plane sets once the store holds its tokens: without it a token not found
+    // (a revoked one) is 503, the store being restored, instead of 401.
+    await store.set(OAUTH2_KEYS.sentinel, String(Date.now()));
     await publishSnapshot(store, buildSnapshot(1, { services: [service], routes: [plain, secure], consumers: [consumer], plugins: [plugin], credentials: { oauth2_credentials: [credential] } }));
     const deadline = Date.now() + 10_000;
     while (dp.configVersion?.version !== 1 || dp2.configVersion?.version !== 1) {

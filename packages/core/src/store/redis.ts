@@ -130,7 +130,10 @@ export class RedisStore implements SharedStore {
 
   private subscriber(): Redis {
     if (this.sub) return this.sub;
-    const sub = this.connect({ maxRetriesPerRequest: null, enableOfflineQueue: true });
+    // No ready check (an INFO): a SUBSCRIBE issued between connect and ready went out ahead of
+    // it, the INFO then failed in subscriber mode, and the connection never became ready, so no
+    // revocation reached this process again.
+    const sub = this.connect({ maxRetriesPerRequest: null, enableOfflineQueue: true, enableReadyCheck: false });
     let connectedBefore = false;
     sub.on('ready', () => {
       // ioredis re-subscribes by itself; what was published while we were away is gone.
